@@ -1,0 +1,58 @@
+"""edgel3: compact audio embeddings from compressed Look-Listen-Learn (L3) networks.
+
+``import edgel3`` is light: TensorFlow/Keras load only when a model is first
+used. The public API of 0.2.1 is kept::
+
+    >>> import edgel3
+    >>> emb, ts = edgel3.get_embedding(audio, sr, model_type='sea', emb_dim=64)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .exceptions import (
+    AudioError,
+    EdgeL3Error,
+    EdgeL3Warning,
+    OutputError,
+    ParameterError,
+    WeightsError,
+)
+from .version import __version__
+
+__all__ = [
+    "__version__",
+    "get_embedding",
+    "load_embedding_model",
+    "process_file",
+    "process_files",
+    "get_output_path",
+    "EdgeL3Error",
+    "ParameterError",
+    "AudioError",
+    "WeightsError",
+    "OutputError",
+    "EdgeL3Warning",
+]
+
+_LAZY = {
+    "get_embedding": "core",
+    "load_embedding_model": "core",
+    "process_file": "core",
+    "process_files": "core",
+    "get_output_path": "files",
+}
+_SUBMODULES = {"core", "frontend", "models", "layers", "specs", "weights", "files", "cli"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'edgel3' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(__all__) | _SUBMODULES)

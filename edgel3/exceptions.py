@@ -1,0 +1,40 @@
+"""Exception and warning classes raised by edgel3.
+
+Every error the library raises on purpose derives from :class:`EdgeL3Error`;
+the subclasses also inherit the builtin exception a caller would naturally
+catch (``ValueError`` for bad parameters, ``OSError`` for files), so both
+``except EdgeL3Error`` and ``except ValueError`` work.
+"""
+
+__all__ = [
+    "EdgeL3Error",
+    "ParameterError",
+    "AudioError",
+    "WeightsError",
+    "OutputError",
+    "EdgeL3Warning",
+]
+
+
+class EdgeL3Error(Exception):
+    """Base class of every error raised by edgel3."""
+
+
+class ParameterError(EdgeL3Error, ValueError):
+    """An argument has an invalid value (model type, hop size, sample rate, ...)."""
+
+
+class AudioError(EdgeL3Error, ValueError):
+    """Audio data or an audio file cannot be used (empty, NaN/Inf, corrupt, ...)."""
+
+
+class WeightsError(EdgeL3Error, OSError):
+    """A weight file is missing, cannot be downloaded, or does not match its model."""
+
+
+class OutputError(EdgeL3Error, OSError):
+    """An output file or directory cannot be written."""
+
+
+class EdgeL3Warning(UserWarning):
+    """Warnings emitted by edgel3 (all-zero audio, audio shorter than one window, ...)."""

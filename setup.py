@@ -1,0 +1,45 @@
+"""Packaging for edgel3. Weights are never downloaded at install time (see README)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / "edgel3" / "version.py").read_text(), version)
+
+setup(
+    name="edgel3",
+    version=version["__version__"],
+    description="Compact audio embeddings from compressed Look-Listen-Learn (L3) networks",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    url="https://github.com/ksangeeta2429/edgel3",
+    license="MIT",
+    packages=find_packages(include=["edgel3", "edgel3.*"]),
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "soundfile>=0.12",
+        "resampy>=0.4",  # its numba drives the exact legacy resampler; kaiser_fast is the opt-in fast path
+        "numba>=0.57",
+        "tensorflow>=2.16",  # first release with Keras 3
+        "keras>=3.0",
+        "h5py>=3.0",
+        "pooch>=1.6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "ruff>=0.4"],
+        "docs": ["sphinx>=7", "numpydoc>=1.6"],
+    },
+    entry_points={"console_scripts": ["edgel3=edgel3.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

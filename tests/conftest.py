@@ -1,0 +1,53 @@
+"""Shared fixtures: paths into ../shared, seeded RNG, synthesized signals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEL3_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+GOLDEN_DIR = SHARED / "golden"
+WEIGHTS_DIR = SHARED / "weights"
+SEA64_GZ = WEIGHTS_DIR / "edgel3_sea_ust_audio_emb_64.h5.gz"
+DATA_DIR = SHARED / "data"
+
+if not (GOLDEN_DIR.is_dir() and SEA64_GZ.is_file()):
+    # Never skip silently: the parity contract needs ../shared.
+    raise pytest.UsageError(
+        f"../shared not found at {SHARED} (golden/ and weights/ are required); "
+        "put the shared folder beside the project root or set EDGEL3_SHARED_DIR."
+    )
+
+
+def golden_files(prefix: str = "") -> list[Path]:
+    """Golden embedding files (not the intermediate melspec ones), sorted."""
+    return sorted(
+        p
+        for p in GOLDEN_DIR.glob(f"{prefix}*__center*_hop*.npz")
+        if not p.name.startswith("intermediate_")
+    )
+
+
+@pytest.fixture
+def rng():
+    """A seeded random generator, so synthesized fixtures are reproducible."""
+    return np.random.default_rng(20180216)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test away from the user's real weight cache and env settings."""
+    monkeypatch.setenv("EDGEL3_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("EDGEL3_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("EDGEL3_WEIGHTS_URL", raising=False)
+
+
+@pytest.fixture
+def sea64_weights_dir(monkeypatch):
+    """Point EDGEL3_WEIGHTS_DIR at ../shared/weights (read in place, never copied)."""
+    monkeypatch.setenv("EDGEL3_WEIGHTS_DIR", str(WEIGHTS_DIR))
+    return WEIGHTS_DIR
