@@ -29,7 +29,9 @@ def _library_defaults() -> dict:
     from .core import process_file
 
     params = inspect.signature(process_file).parameters
-    return {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty}
+    return {
+        name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
+    }
 
 
 def _positive_float(text: str) -> float:
@@ -65,31 +67,75 @@ def _embed_parser(prog: str) -> argparse.ArgumentParser:
         "'edgel3 models' (list official models), 'edgel3 download' (fetch/verify weights).",
     )
     parser.add_argument("inputs", nargs="+", help="audio files and/or directories")
-    parser.add_argument("-o", "--output-dir", default=d["output_dir"],
-                        help="directory for the .npz files (default: next to each input)")
-    parser.add_argument("-x", "--suffix", default=d["suffix"],
-                        help="string appended to output names: NAME_SUFFIX.npz")
-    parser.add_argument("--model-type", choices=MODEL_TYPES, default=d["model_type"],
-                        help="model family (default: %(default)s)")
-    parser.add_argument("--emb-dim", type=int, choices=EMB_DIMS, default=d["emb_dim"],
-                        help="embedding size of 'sea' models (default: %(default)s)")
-    parser.add_argument("--retrain-type", choices=RETRAIN_TYPES, default=d["retrain_type"],
-                        help="retraining of 'sparse' models (default: %(default)s)")
-    parser.add_argument("--model-sparsity", type=float, choices=SPARSITIES, default=d["sparsity"],
-                        help="sparsity of 'sparse' models (default: %(default)s)")
-    parser.add_argument("--model", default=d["model"],
-                        help="an official model name (see 'edgel3 models') or a weight file; "
-                        "overrides the four options above")
-    parser.add_argument("--no-centering", action="store_true",
-                        help="do not pad half a window at the start (timestamps = window starts)")
-    parser.add_argument("--hop-size", type=_positive_float, default=d["hop_size"],
-                        help="hop between windows in seconds (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
-                        help="windows per forward pass (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="recompute files whose output already exists (default: skip them)")
-    parser.add_argument("--no-recursive", action="store_true",
-                        help="do not descend into subdirectories")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        default=d["output_dir"],
+        help="directory for the .npz files (default: next to each input)",
+    )
+    parser.add_argument(
+        "-x",
+        "--suffix",
+        default=d["suffix"],
+        help="string appended to output names: NAME_SUFFIX.npz",
+    )
+    parser.add_argument(
+        "--model-type",
+        choices=MODEL_TYPES,
+        default=d["model_type"],
+        help="model family (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--emb-dim",
+        type=int,
+        choices=EMB_DIMS,
+        default=d["emb_dim"],
+        help="embedding size of 'sea' models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retrain-type",
+        choices=RETRAIN_TYPES,
+        default=d["retrain_type"],
+        help="retraining of 'sparse' models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model-sparsity",
+        type=float,
+        choices=SPARSITIES,
+        default=d["sparsity"],
+        help="sparsity of 'sparse' models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        default=d["model"],
+        help="an official model name (see 'edgel3 models') or a weight file; "
+        "overrides the four options above",
+    )
+    parser.add_argument(
+        "--no-centering",
+        action="store_true",
+        help="do not pad half a window at the start (timestamps = window starts)",
+    )
+    parser.add_argument(
+        "--hop-size",
+        type=_positive_float,
+        default=d["hop_size"],
+        help="hop between windows in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=d["batch_size"],
+        help="windows per forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute files whose output already exists (default: skip them)",
+    )
+    parser.add_argument(
+        "--no-recursive", action="store_true", help="do not descend into subdirectories"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--version", action="version", version=f"edgel3 {__version__}")
     _add_common(parser)
@@ -119,7 +165,10 @@ def _run_embed(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    counts = {status: sum(r.status == status for r in results) for status in ("written", "skipped", "failed")}
+    counts = {
+        status: sum(r.status == status for r in results)
+        for status in ("written", "skipped", "failed")
+    }
     for result in results:
         if result.status == "failed":
             print(f"edgel3: failed: {result.path}: {result.error}", file=sys.stderr)
@@ -144,16 +193,18 @@ def _run_models(args: argparse.Namespace) -> int:
     rows = []
     for spec in REGISTRY.values():
         path = find_weights(spec)
-        rows.append({
-            "name": spec.name,
-            "model_type": spec.model_type,
-            "retrain_type": spec.retrain_type,
-            "sparsity": spec.sparsity,
-            "emb_dim": spec.emb_dim,
-            "sample_rate": spec.sample_rate,
-            "in_0.2.1_api": spec.legacy_api,
-            "local_file": str(path) if path else None,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "model_type": spec.model_type,
+                "retrain_type": spec.retrain_type,
+                "sparsity": spec.sparsity,
+                "emb_dim": spec.emb_dim,
+                "sample_rate": spec.sample_rate,
+                "in_0.2.1_api": spec.legacy_api,
+                "local_file": str(path) if path else None,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

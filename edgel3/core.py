@@ -49,8 +49,8 @@ def _cached(key: tuple, build):
 
 
 def _load_legacy_file(path: Path, spec: ModelSpec | None = None):
+    from .legacy_h5 import infer_spec, read_legacy_h5
     from .models import build_model, load_legacy_weights
-    from .weights import infer_spec, read_legacy_h5
 
     legacy = read_legacy_h5(path)
     if spec is None:
@@ -175,7 +175,8 @@ def _resolve_model(model, model_type, emb_dim, retrain_type, sparsity):
     if hasattr(model, "predict_on_batch") and hasattr(model, "layers"):
         return model
     raise ParameterError(
-        f"model must be None, a keras.Model, a model name or a file path; got {type(model).__name__}."
+        "model must be None, a keras.Model, a model name or a file path; "
+        f"got {type(model).__name__}."
     )
 
 
@@ -218,7 +219,11 @@ def _check_sample_rate(sr) -> int:
 
 
 def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
         raise ParameterError(f"Invalid batch size {batch_size!r}: expected a positive integer.")
     return int(batch_size)
 
@@ -296,7 +301,9 @@ def _predict(model, batch: np.ndarray) -> np.ndarray:
 
 
 def _embed(model, signals, sr, hop_size, center, batch_size, verbose) -> list[np.ndarray]:
-    counts = [frontend.n_windows(len(s), sr, frontend.hop_length(hop_size, sr), center) for s in signals]
+    counts = [
+        frontend.n_windows(len(s), sr, frontend.hop_length(hop_size, sr), center) for s in signals
+    ]
     total = sum(counts)
     outputs = None
     from tqdm.auto import tqdm
@@ -567,8 +574,18 @@ def process_files(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", EdgeL3Warning)
                 process_file(
-                    path, output_dir, suffix, loaded, model_type, emb_dim, retrain_type,
-                    sparsity, center, hop_size, False, batch_size=batch_size,
+                    path,
+                    output_dir,
+                    suffix,
+                    loaded,
+                    model_type,
+                    emb_dim,
+                    retrain_type,
+                    sparsity,
+                    center,
+                    hop_size,
+                    False,
+                    batch_size=batch_size,
                 )
         except (AudioError, OutputError) as exc:
             logger.warning("skipping %s: %s", path, exc)
@@ -576,6 +593,7 @@ def process_files(
             continue
         for warning in caught:
             logger.warning("%s: %s", path, warning.message)
-        results.append(FileResult(path, output, "written", warnings=tuple(str(w.message) for w in caught)))
+        results.append(
+            FileResult(path, output, "written", warnings=tuple(str(w.message) for w in caught))
+        )
     return results
-

@@ -30,7 +30,9 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(extensions | {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3"})
 
 
-def collect_audio_files(inputs: Iterable[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
+def collect_audio_files(
+    inputs: Iterable[str | os.PathLike], *, recursive: bool = True
+) -> list[Path]:
     """Expand files and directories into a sorted, de-duplicated list of audio files.
 
     Parameters
@@ -201,4 +203,3 @@ def save_embedding(path: str | os.PathLike, embedding: np.ndarray, timestamps: n
     except OSError as exc:
         raise OutputError(f'Cannot write "{path}": {exc}') from exc
     return Path(path)
-

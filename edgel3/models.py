@@ -54,7 +54,9 @@ def _conv_block(x, filters: int, name: str, namer: _LayerNamer, *, bn_relu: bool
         name=name,
     )(x)
     if bn_relu:
-        x = layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=namer("batch_normalization"))(x)
+        x = layers.BatchNormalization(
+            epsilon=1e-3, momentum=0.99, name=namer("batch_normalization")
+        )(x)
         x = layers.Activation("relu", name=namer("activation"))(x)
     return x
 
@@ -134,7 +136,9 @@ def build_model(spec: ModelSpec) -> keras.Model:
     return build_audio_network(spec.frontend, conv_filters, head=spec.head, name=spec.name)
 
 
-def _check_kapre_arrays(arrays: Sequence[np.ndarray], config: FrontendConfig, source: str) -> np.ndarray:
+def _check_kapre_arrays(
+    arrays: Sequence[np.ndarray], config: FrontendConfig, source: str
+) -> np.ndarray:
     """Check stored kapre kernels/filterbank against the computed ones; return the filterbank."""
     if len(arrays) != 3:
         raise WeightsError(

@@ -88,9 +88,7 @@ class FrontendConfig:
 
 
 SEA_FRONTEND = FrontendConfig(sample_rate=8000, n_dft=1024, n_hop=160, n_mels=64, fmax=4000.0)
-SPARSE_FRONTEND = FrontendConfig(
-    sample_rate=48000, n_dft=2048, n_hop=242, n_mels=256, fmax=24000.0
-)
+SPARSE_FRONTEND = FrontendConfig(sample_rate=48000, n_dft=2048, n_hop=242, n_mels=256, fmax=24000.0)
 
 MODEL_TYPES = ("sparse", "sea")
 RETRAIN_TYPES = ("ft", "kd")
@@ -101,7 +99,12 @@ LEGACY_SPARSITIES = (53.5, 63.5, 72.3, 87.0, 95.45)
 SPARSITIES = (53.5, 63.5, 72.3, 73.5, 81.0, 87.0, 90.5, 95.45)
 
 #: Filters per conv block (conv1-2, conv3-4, conv5-6, conv7-8) of the SEA students.
-SEA_FILTERS = {512: (64, 128, 256, 512), 256: (32, 64, 128, 256), 128: (32, 64, 128, 128), 64: (32, 64, 128, 64)}
+SEA_FILTERS = {
+    512: (64, 128, 256, 512),
+    256: (32, 64, 128, 256),
+    128: (32, 64, 128, 128),
+    64: (32, 64, 128, 64),
+}
 L3_FILTERS = (64, 128, 256, 512)
 
 WEIGHTS_COMMIT = "e65810196cd62ff3f8b5f6bbc7d81cc755abe586"
@@ -331,19 +334,17 @@ def resolve_spec(
     'edgel3_ft_audio_sparsity_87.0'
     """
     if model_type not in MODEL_TYPES:
-        raise ParameterError(
-            f"Invalid model type {model_type!r}; expected one of {MODEL_TYPES}."
-        )
+        raise ParameterError(f"Invalid model type {model_type!r}; expected one of {MODEL_TYPES}.")
     if retrain_type not in RETRAIN_TYPES:
         raise ParameterError(
             f"Invalid retrain type {retrain_type!r}; expected one of {RETRAIN_TYPES}."
         )
     if not _is_real(sparsity) or float(sparsity) not in SPARSITIES:
-        raise ParameterError(
-            f"Invalid sparsity value {sparsity!r}; expected one of {SPARSITIES}."
-        )
+        raise ParameterError(f"Invalid sparsity value {sparsity!r}; expected one of {SPARSITIES}.")
     if not _is_real(emb_dim) or emb_dim not in EMB_DIMS:
-        raise ParameterError(f"Invalid embedding dimension {emb_dim!r}; expected one of {EMB_DIMS}.")
+        raise ParameterError(
+            f"Invalid embedding dimension {emb_dim!r}; expected one of {EMB_DIMS}."
+        )
     if model_type == "sea":
         return REGISTRY[f"edgel3_sea_ust_audio_emb_{int(emb_dim)}"]
     return REGISTRY[f"edgel3_{retrain_type}_audio_sparsity_{sparsity_text(sparsity)}"]

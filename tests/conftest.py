@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +55,36 @@ def sea64_weights_dir(monkeypatch):
     """Point EDGEL3_WEIGHTS_DIR at ../shared/weights (read in place, never copied)."""
     monkeypatch.setenv("EDGEL3_WEIGHTS_DIR", str(WEIGHTS_DIR))
     return WEIGHTS_DIR
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path):
+    """Serve ``directory`` on 127.0.0.1 (free port) in a thread; yield the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(
+        # A short poll interval: shutdown() waits up to one interval (default 0.5 s).
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.02},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def served_weights(monkeypatch):
+    """EDGEL3_WEIGHTS_URL pointing at a local server of ../shared/weights."""
+    with serve_directory(WEIGHTS_DIR) as url:
+        monkeypatch.setenv("EDGEL3_WEIGHTS_URL", url)
+        yield url

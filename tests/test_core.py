@@ -34,12 +34,30 @@ def noise(rng):
 
 def test_signature_keeps_0_2_1_order_and_defaults():
     params = inspect.signature(edgel3.get_embedding).parameters
-    legacy = ["audio", "sr", "model", "model_type", "emb_dim", "retrain_type", "sparsity",
-              "center", "hop_size", "verbose"]
+    legacy = [
+        "audio",
+        "sr",
+        "model",
+        "model_type",
+        "emb_dim",
+        "retrain_type",
+        "sparsity",
+        "center",
+        "hop_size",
+        "verbose",
+    ]
     assert list(params)[: len(legacy)] == legacy
     defaults = {name: params[name].default for name in legacy[2:]}
-    assert defaults == dict(model=None, model_type="sparse", emb_dim=128, retrain_type="ft",
-                            sparsity=95.45, center=True, hop_size=0.1, verbose=1)
+    assert defaults == dict(
+        model=None,
+        model_type="sparse",
+        emb_dim=128,
+        retrain_type="ft",
+        sparsity=95.45,
+        center=True,
+        hop_size=0.1,
+        verbose=1,
+    )
     assert params["batch_size"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
@@ -47,8 +65,16 @@ def test_process_file_defaults_match_get_embedding():
     """python-soundfile's rule: twin functions' defaults must not drift."""
     ours = inspect.signature(edgel3.process_file).parameters
     theirs = inspect.signature(edgel3.get_embedding).parameters
-    for name in ("model", "model_type", "emb_dim", "retrain_type", "sparsity", "center",
-                 "hop_size", "batch_size"):
+    for name in (
+        "model",
+        "model_type",
+        "emb_dim",
+        "retrain_type",
+        "sparsity",
+        "center",
+        "hop_size",
+        "batch_size",
+    ):
         assert ours[name].default == theirs[name].default, name
 
 
@@ -182,8 +208,9 @@ def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise
 
     path = tmp_path / "clip.wav"
     sf.write(path, noise, 8000)
-    out = edgel3.process_file(path, output_dir=tmp_path / "out", suffix="sea", model=sea64,
-                              verbose=False)
+    out = edgel3.process_file(
+        path, output_dir=tmp_path / "out", suffix="sea", model=sea64, verbose=False
+    )
     assert out.endswith("clip_sea.npz")
     data = np.load(out)
     ref, ts = edgel3.get_embedding(sf.read(path)[0], 8000, model=sea64, verbose=0)

@@ -14,14 +14,16 @@ from .conftest import GOLDEN_DIR, SEA64_GZ
 keras = __import__("keras")
 
 from edgel3.layers import MelSpectrogram  # noqa: E402
+from edgel3.legacy_h5 import read_legacy_h5  # noqa: E402
 from edgel3.models import build_audio_network, build_model, load_legacy_weights  # noqa: E402
-from edgel3.weights import read_legacy_h5  # noqa: E402
 
 
 def _conv_params(model) -> int:
     return sum(
-        int(np.prod(w.shape)) for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D) for w in layer.weights
+        int(np.prod(w.shape))
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+        for w in layer.weights
     )
 
 

@@ -44,8 +44,14 @@ def test_golden_embedding(golden, sea64):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         emb, ts = edgel3.get_embedding(
-            audio, sr, model=sea64, model_type="sea", emb_dim=64,
-            center=bool(ref["center"]), hop_size=float(ref["hop_size"]), verbose=0,
+            audio,
+            sr,
+            model=sea64,
+            model_type="sea",
+            emb_dim=64,
+            center=bool(ref["center"]),
+            hop_size=float(ref["hop_size"]),
+            verbose=0,
         )
     assert emb.dtype == np.float32
     assert emb.shape == ref["embedding"].shape
@@ -67,8 +73,9 @@ def test_golden_list_input_matches_single_calls(sea64):
         signals.append(audio)
         rates.append(sr)
         refs.append(ref)
-    embs, stamps = edgel3.get_embedding(signals, rates, model=sea64, hop_size=0.25, verbose=0,
-                                        batch_size=7)
+    embs, stamps = edgel3.get_embedding(
+        signals, rates, model=sea64, hop_size=0.25, verbose=0, batch_size=7
+    )
     assert isinstance(embs, list) and len(embs) == 3
     for emb, ts, ref, name in zip(embs, stamps, refs, names):
         np.testing.assert_allclose(emb, ref["embedding"], rtol=0, atol=_tolerance(name))
