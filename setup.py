@@ -23,7 +23,7 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "soundfile>=0.12",
-        "resampy>=0.4",  # its numba drives the exact legacy resampler; kaiser_fast is the opt-in fast path
+        "resampy>=0.4",  # kaiser_fast: the opt-in fast path (the exact one is ours)
         "numba>=0.57",
         "tensorflow>=2.16",  # first release with Keras 3
         "keras>=3.0",

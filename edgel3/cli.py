@@ -58,13 +58,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
+def _other_commands() -> list[str]:
+    return [name for name in (*_COMMANDS, *PLUGIN_COMMANDS) if name != "embed"]
+
+
 def _embed_parser(prog: str) -> argparse.ArgumentParser:
     d = _library_defaults()
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Compute edgel3 embeddings of audio files and save them as .npz "
-        "(arrays 'embedding' and 'timestamps'). Other commands: "
-        "'edgel3 models' (list official models), 'edgel3 download' (fetch/verify weights).",
+        "(arrays 'embedding' and 'timestamps'). Other commands (each with --help): "
+        + ", ".join(f"'edgel3 {name}'" for name in _other_commands())
+        + ".",
     )
     parser.add_argument("inputs", nargs="+", help="audio files and/or directories")
     parser.add_argument(
@@ -256,10 +261,32 @@ _COMMANDS = {
     "embed": (_embed_parser, _run_embed),
 }
 
+#: Commands implemented in other modules, imported only when invoked. Each module
+#: defines ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``.
+PLUGIN_COMMANDS: dict[str, str] = {}
+
+
+def _plugin(command: str):
+    import importlib
+
+    module = importlib.import_module(PLUGIN_COMMANDS[command])
+
+    def make(prog: str) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=prog, description=module.DESCRIPTION)
+        module.add_arguments(parser)
+        _add_common(parser)
+        return parser
+
+    return make, module.run
+
+
+def _command(command: str):
+    return _COMMANDS[command] if command in _COMMANDS else _plugin(command)
+
 
 def build_parser(command: str = "embed") -> argparse.ArgumentParser:
-    """Return the argument parser of a command (``'embed'``, ``'models'``, ``'download'``)."""
-    make, _ = _COMMANDS[command]
+    """Return the argument parser of a command (``'embed'``, ``'models'``, ...)."""
+    make, _ = _command(command)
     return make("edgel3" if command == "embed" else f"edgel3 {command}")
 
 
@@ -273,9 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "embed"
-    if argv and argv[0] in _COMMANDS:
+    if argv and (argv[0] in _COMMANDS or argv[0] in PLUGIN_COMMANDS):
         command = argv.pop(0)
-    _, run = _COMMANDS[command]
+    _, run = _command(command)
     try:
         args = build_parser(command).parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
