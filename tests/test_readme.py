@@ -23,5 +23,5 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, rng, sea64_weights_di
         warnings.simplefilter("error")
         exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["emb"].shape == (3, 64)  # 2 s, hop 0.5, no centring: starts 0, .5, 1
-    assert np.load("dog.npz")["embedding"].shape == (21, 64)
+    assert np.load("dog.npz")["embedding"].shape == (16, 64)  # 2 s, centred, hop 0.1
     assert [r.status for r in namespace["results"]] == ["written", "written"]
