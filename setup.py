@@ -32,7 +32,11 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.4"],
+        # One line per optional stack; "test" pulls in every stack the test suite exercises.
+        "eval": ["scikit-learn>=1.3", "matplotlib>=3.7"],
+        "export": [],
+        "ray": ["ray[data]>=2.9", "pyarrow>=14"],
+        "test": ["pytest>=7", "ruff>=0.6", "scikit-learn>=1.3", "matplotlib>=3.7"],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },
     entry_points={"console_scripts": ["edgel3=edgel3.cli:main"]},
