@@ -168,3 +168,20 @@ def test_models_command_lists_all_20(capsys, sea64_weights_dir):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 21
     assert any("edgel3_sea_ust_audio_emb_64" in line and str(WEIGHTS_DIR) in line for line in lines)
+
+
+def test_download_command_fetches_and_verifies(served_weights, capsys):
+    from edgel3.weights import cache_dir
+
+    assert main(["download", "sea-64", "-q"]) == 0
+    assert (cache_dir() / "edgel3_sea_ust_audio_emb_64.h5.gz").is_file()
+    assert capsys.readouterr().out.startswith("ok  edgel3_sea_ust_audio_emb_64")
+    # Not on the (local) server: one clear line naming the file; exit status 1.
+    assert main(["download", "sparse-kd-87.0", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "edgel3_kd_audio_sparsity_87.0.h5.gz" in err and "Traceback" not in err
+
+
+def test_download_unknown_name(capsys):
+    assert main(["download", "nope"]) == 1
+    assert "Unknown model name 'nope'" in capsys.readouterr().err
