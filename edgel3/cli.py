@@ -12,6 +12,7 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -308,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
         return int(exc.code or 0)
     logging.basicConfig(level=logging.ERROR, format="edgel3: %(message)s")
+    if not args.debug:
+        # TensorFlow's C++ info/warning logs are noise for CLI users (the few lines it prints
+        # before its logger initialises cannot be silenced from here).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return run(args)
     except EdgeL3Error as exc:
