@@ -34,9 +34,15 @@ setup(
     extras_require={
         # One line per optional stack; "test" pulls in every stack the test suite exercises.
         "eval": ["scikit-learn>=1.3", "matplotlib>=3.7"],
-        "export": [],
+        "export": ["ai-edge-litert>=2.0"],  # the LiteRT runtime; converting needs TensorFlow
         "ray": ["ray[data]>=2.9", "pyarrow>=14"],
-        "test": ["pytest>=7", "ruff>=0.6", "scikit-learn>=1.3", "matplotlib>=3.7"],
+        "test": [
+            "pytest>=7",
+            "ruff>=0.6",
+            "scikit-learn>=1.3",
+            "matplotlib>=3.7",
+            "ai-edge-litert>=2.0",
+        ],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },
     entry_points={"console_scripts": ["edgel3=edgel3.cli:main"]},

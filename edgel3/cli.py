@@ -264,7 +264,10 @@ _COMMANDS = {
 
 #: Commands implemented in other modules, imported only when invoked. Each module
 #: defines ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``.
-PLUGIN_COMMANDS: dict[str, str] = {}
+PLUGIN_COMMANDS: dict[str, str] = {
+    "export": "edgel3.export.cli",
+    "memory-report": "edgel3.export.memory_cli",
+}
 
 
 def _plugin(command: str):

@@ -59,7 +59,7 @@ def _load_legacy_file(path: Path, spec: ModelSpec | None = None):
 
 
 def load_model_file(path: str | os.PathLike):
-    """Load an embedding model from a file: a legacy ``.h5``/``.h5.gz`` or a Keras ``.keras``.
+    """Load an embedding model from a file: legacy ``.h5``/``.h5.gz``, ``.keras`` or ``.tflite``.
 
     The architecture of a legacy file is derived from the file itself, so
     user-made models of the same family load too. Models are cached per
@@ -71,7 +71,8 @@ def load_model_file(path: str | os.PathLike):
 
     Returns
     -------
-    keras.Model
+    keras.Model or edgel3.export.runtime.LiteRTModel
+        A ``.tflite`` export runs through the LiteRT interpreter.
 
     Raises
     ------
@@ -84,6 +85,10 @@ def load_model_file(path: str | os.PathLike):
     if not path.is_file():
         raise WeightsError(f'Model file "{path}" could not be found.')
     key = ("file", str(path), path.stat().st_mtime_ns)
+    if path.suffix == ".tflite":
+        from .export.runtime import LiteRTModel  # runs without TensorFlow
+
+        return _cached(key, lambda: LiteRTModel(path))
     if path.suffix == ".keras":
         import keras
 
@@ -172,7 +177,9 @@ def _resolve_model(model, model_type, emb_dim, retrain_type, sparsity):
                 "(see `edgel3 models`)."
             ) from None
         return _load_official(spec)
-    if hasattr(model, "predict_on_batch") and hasattr(model, "layers"):
+    if hasattr(model, "predict_on_batch") and (
+        hasattr(model, "layers") or hasattr(model, "sample_rate")
+    ):
         return model
     raise ParameterError(
         "model must be None, a keras.Model, a model name or a file path; "
@@ -194,6 +201,8 @@ def model_sample_rate(model) -> int:
     -------
     int
     """
+    if getattr(model, "sample_rate", None) is not None:  # e.g. an exported LiteRT model
+        return int(model.sample_rate)
     from .layers import MelSpectrogram
 
     for layer in model.layers:

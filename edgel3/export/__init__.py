@@ -1,0 +1,47 @@
+"""Edge export: LiteRT (TFLite) conversion, memory reports and LiteRT inference.
+
+Nothing heavy is imported here: :mod:`edgel3.export.runtime` runs exported
+files without TensorFlow when the LiteRT runtime (``ai-edge-litert``) is
+installed, and :mod:`edgel3.export.memory` reads ``.tflite`` files the same
+way. Only :mod:`edgel3.export.convert` needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = [
+    "export_model",
+    "backbone_model",
+    "ExportResult",
+    "memory_report",
+    "MemoryReport",
+    "Budget",
+    "BUDGETS",
+    "parse_budget",
+    "LiteRTModel",
+    "compare_embeddings",
+]
+
+_LAZY = {
+    "export_model": "convert",
+    "backbone_model": "convert",
+    "ExportResult": "convert",
+    "memory_report": "memory",
+    "MemoryReport": "memory",
+    "Budget": "memory",
+    "BUDGETS": "memory",
+    "parse_budget": "memory",
+    "LiteRTModel": "runtime",
+    "compare_embeddings": "fidelity",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'edgel3.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

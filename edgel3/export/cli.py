@@ -1,0 +1,170 @@
+"""``edgel3 export``: a model to a LiteRT flatbuffer, with an optional check and report.
+
+A plugin of :mod:`edgel3.cli`; TensorFlow loads inside :func:`run` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "QUANTIZATION_NAMES", "VARIANT_NAMES"]
+
+#: Equal to :data:`edgel3.export.convert.QUANTIZATIONS` / ``VARIANTS`` (a test checks),
+#: repeated so that ``--help`` does not import the converter.
+QUANTIZATION_NAMES = ("none", "float16", "dynamic", "int8")
+VARIANT_NAMES = ("full", "backbone")
+
+DESCRIPTION = (
+    "Export an embedding model to LiteRT (TFLite): float32, float16, dynamic-range or full "
+    "int8 (calibrated on audio you name). Writes OUTPUT.tflite and OUTPUT.json (variant, "
+    "quantization, input/output scales, and for the backbone variant the front-end constants "
+    "a device needs). Run the result with 'edgel3 --model OUTPUT.tflite ...'."
+)
+
+
+def _defaults() -> dict:
+    """Defaults of :func:`edgel3.export.export_model` (the CLI's single source)."""
+    from .convert import export_model
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(export_model).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``export`` options to ``parser``."""
+    d = _defaults()
+    parser.add_argument("model", help="official model name (e.g. sea-64), .h5/.h5.gz or .keras")
+    parser.add_argument("output", help="the .tflite file to write (OUTPUT.json goes beside it)")
+    parser.add_argument(
+        "-q",
+        "--quantization",
+        choices=QUANTIZATION_NAMES,
+        default=d["quantization"],
+        help="(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANT_NAMES,
+        default=d["variant"],
+        help="'full': 1-s audio in; 'backbone': log-mel patch in (default: backbone for int8 "
+        "and dynamic, full otherwise)",
+    )
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="AUDIO",
+        default=d["calibration"],
+        help="audio files/folders whose windows calibrate int8 activations (required for int8)",
+    )
+    parser.add_argument(
+        "--calibration-windows",
+        type=_positive_int,
+        default=d["calibration_windows"],
+        help="most calibration windows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-hop",
+        type=_positive_float,
+        default=d["calibration_hop"],
+        help="seconds between calibration windows in a file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="resizable batch axis (default: batch 1, static shapes for microcontrollers)",
+    )
+    parser.add_argument(
+        "--check",
+        nargs="+",
+        metavar="AUDIO",
+        help="compare the export with the Keras model on windows of these files/folders "
+        "(max |diff| / scale, cosine, windows/s)",
+    )
+    parser.add_argument(
+        "--check-windows",
+        type=_positive_int,
+        default=64,
+        help="windows used by --check (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="print the memory report of the exported file",
+    )
+    parser.add_argument(
+        "--budget",
+        action="append",
+        metavar="BUDGET",
+        help="with --report: budget name (cortex-m7) or 'name:flash=2MiB,ram=1MiB,"
+        "inference=512KiB'; repeatable (default: cortex-m7)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, then optionally check fidelity and print the memory report."""
+    from .convert import _resolve, calibration_data, export_model
+
+    model = _resolve(args.model)
+    result = export_model(
+        model,
+        args.output,
+        quantization=args.quantization,
+        variant=args.variant,
+        calibration=args.calibration,
+        calibration_windows=args.calibration_windows,
+        calibration_hop=args.calibration_hop,
+        batch_size=None if args.dynamic_batch else 1,
+    )
+    print(
+        f"wrote {result.path} ({result.size:,} bytes; {result.variant}, {result.quantization}"
+        + (
+            f", calibrated on {result.calibration_windows} windows"
+            if result.calibration_windows
+            else ""
+        )
+        + f") and {result.sidecar}"
+    )
+    if args.check:
+        from .fidelity import compare_embeddings
+        from .runtime import LiteRTModel
+
+        exported = LiteRTModel(result.path)
+        windows = calibration_data(args.check, exported.sample_rate, max_windows=args.check_windows)
+        stats = compare_embeddings(model, exported, windows)
+        print(
+            f"check on {stats['windows']} windows: max |diff| {stats['max_abs_diff']:.4g} "
+            f"({stats['max_abs_diff_relative']:.2e} of the embedding scale {stats['scale']:.4g}), "
+            f"cosine mean {stats['cosine_mean']:.5f} min {stats['cosine_min']:.5f}; "
+            f"windows/s Keras {stats['windows_per_s_reference']:.1f}, "
+            f"LiteRT {stats['windows_per_s_candidate']:.1f}"
+        )
+    if args.report:
+        from .memory import memory_report
+
+        budgets = args.budget or ["cortex-m7"]
+        print(memory_report(result.path, budgets=budgets).format(layers=False))
+    return 0

@@ -1,0 +1,461 @@
+"""Convert an edgel3 Keras model into a LiteRT (TFLite) flatbuffer.
+
+Two variants:
+
+``full``
+    The model as it is: a 1-s audio window ``(1, sr)`` in, the embedding out,
+    with the mel spectrogram (an RFFT) inside the graph.
+``backbone``
+    The network after the front end: a log-mel patch ``(n_mels, n_frames, 1)``
+    in. A device (or :class:`~edgel3.export.runtime.LiteRTModel`) computes the
+    front end from the constants written to the sidecar JSON.
+
+Four quantizations (PIPELINES.md §6): ``'none'`` (float32), ``'float16'``
+(fp16 weights, fp32 compute), ``'dynamic'`` (int8 weights, activations
+quantized on the fly; backbone by default, see :func:`export_model`)
+and ``'int8'`` (full integer, int8 input and output, activations calibrated on
+real audio). ``'int8'`` needs the backbone: the converter has no int8 RFFT, so
+a "full" int8 model would keep the STFT in float and quantize the raw audio
+samples and the log to 8 bits; it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import EdgeL3Warning, ParameterError
+from ..files import atomic_write
+from ..specs import FrontendConfig
+from ..version import __version__
+from .runtime import frontend_to_dict, sidecar_path
+
+__all__ = [
+    "QUANTIZATIONS",
+    "VARIANTS",
+    "ExportResult",
+    "backbone_model",
+    "calibration_data",
+    "export_model",
+    "frontend_description",
+]
+
+logger = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+VARIANTS = ("full", "backbone")
+DEFAULT_CALIBRATION_WINDOWS = 200
+DEFAULT_CALIBRATION_HOP = 0.5
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_model` wrote.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The ``.tflite`` file.
+    sidecar : pathlib.Path
+        Its JSON description (variant, quantization, I/O, front end).
+    variant : {'full', 'backbone'}
+    quantization : {'none', 'float16', 'dynamic', 'int8'}
+    size : int
+        Bytes of the flatbuffer.
+    calibration_windows : int
+        Windows used to calibrate int8 activations (0 otherwise).
+    """
+
+    path: Path
+    sidecar: Path
+    variant: str
+    quantization: str
+    size: int
+    calibration_windows: int = 0
+
+
+def _mel_layer(model):
+    from ..layers import MelSpectrogram
+
+    found = [layer for layer in model.layers if isinstance(layer, MelSpectrogram)]
+    return found[0] if found else None
+
+
+def backbone_model(model):
+    """Split a model into its front-end constants and the network after it.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model whose first layer after the input is a
+        :class:`~edgel3.layers.MelSpectrogram` (every edgel3 model).
+
+    Returns
+    -------
+    backbone : keras.Model
+        Log-mel patch ``(batch, n_mels, n_frames, 1)`` -> embedding; it shares
+        the layers (and weights) of ``model``.
+    frontend : FrontendConfig
+
+    Raises
+    ------
+    ParameterError
+        If the model has no mel-spectrogram layer.
+    """
+    import keras
+
+    mel = _mel_layer(model)
+    if mel is None:
+        raise ParameterError(
+            f"Model {model.name!r} has no MelSpectrogram layer, so it has no backbone to "
+            "export separately; export it with variant='full'."
+        )
+    # A short name: it prefixes every tensor name stored in the flatbuffer.
+    backbone = keras.Model(mel.output, model.output, name="edgel3")
+    return backbone, mel.config
+
+
+def frontend_description(config: FrontendConfig) -> dict:
+    """Everything a device needs to compute the log-mel input of a backbone export.
+
+    The mel filterbank is stored sparsely: for each band the first FFT bin
+    and the weights of its consecutive non-zero bins.
+    """
+    from ..frontend import mel_filterbank
+
+    filterbank = mel_filterbank(config)
+    bands = []
+    for band in filterbank.T:
+        nonzero = np.flatnonzero(band)
+        start = int(nonzero[0]) if nonzero.size else 0
+        stop = int(nonzero[-1]) + 1 if nonzero.size else 0
+        bands.append({"start_bin": start, "weights": [float(w) for w in band[start:stop]]})
+    return {
+        **frontend_to_dict(config),
+        "n_frames": config.n_frames,
+        "n_bins": config.n_bins,
+        "same_padding": list(config.same_padding),
+        "recipe": (
+            "per 1-s window of sample_rate samples (float32): zero-pad same_padding, frames of "
+            "n_dft every n_hop samples, periodic Hann window 0.5 - 0.5*cos(2*pi*n/n_dft), "
+            "power |rfft|^2, mel = power @ filterbank, amplitude = sqrt(mel), "
+            "dB = 10*log10(max(amplitude, 1e-10)), dB -= max(dB over the window), "
+            "dB = max(dB, -80); layout (n_mels, n_frames, 1), mel band low to high"
+        ),
+        "amin": 1e-10,
+        "dynamic_range_db": 80.0,
+        "window": "hann_periodic",
+        "mel_scale": "htk",
+        "mel_norm": "area",
+        "filterbank": bands,
+    }
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibration_data(
+    sources,
+    sample_rate: int,
+    *,
+    max_windows: int = DEFAULT_CALIBRATION_WINDOWS,
+    hop_size: float = DEFAULT_CALIBRATION_HOP,
+) -> np.ndarray:
+    """1-s audio windows for int8 calibration, drawn evenly from files and folders.
+
+    Each file is read, mixed to mono, resampled to ``sample_rate`` (the exact
+    legacy resampler) and cut into windows every ``hop_size`` seconds; files
+    and windows are taken at even spacing so that at most ``max_windows``
+    windows come from as many files as possible.
+
+    Parameters
+    ----------
+    sources : path-like or sequence of path-like
+        Audio files and/or directories (searched recursively).
+    sample_rate : int
+        The model's rate.
+    max_windows : int
+    hop_size : float
+        Seconds between windows within a file.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, sample_rate), dtype=float32]
+
+    Raises
+    ------
+    AudioError
+        If a source is missing or unreadable, or no audio file is found.
+    """
+    from ..core import _check_hop_size
+    from ..exceptions import AudioError
+    from ..files import collect_audio_files, read_audio
+    from ..frontend import downmix, frame_audio, resample
+
+    _check_hop_size(hop_size)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    files = collect_audio_files(sources)
+    if not files:
+        raise AudioError(f"No audio files found for calibration in {list(map(str, sources))}.")
+    n_files = min(len(files), max_windows)
+    chosen = [files[i] for i in np.linspace(0, len(files) - 1, n_files).round().astype(int)]
+    per_file = -(-max_windows // n_files)
+    windows = []
+    for path in chosen:
+        audio, sr = read_audio(path)
+        mono = downmix(audio)
+        if sr != sample_rate:
+            mono = resample(mono, sr, sample_rate)
+        framed = frame_audio(mono, sample_rate, hop_size=hop_size, center=False)
+        pick = np.linspace(0, len(framed) - 1, min(per_file, len(framed))).round().astype(int)
+        windows.append(np.asarray(framed[pick], dtype=np.float32))
+    stacked = np.concatenate(windows)
+    keep = np.linspace(0, len(stacked) - 1, min(max_windows, len(stacked))).round().astype(int)
+    return stacked[keep]
+
+
+def _calibration_inputs(calibration, variant, frontend, sample_rate, max_windows, hop_size):
+    """Network inputs (windows or log-mel patches) for the representative dataset."""
+    from ..frontend import melspectrogram
+
+    if calibration is None:
+        raise ParameterError(
+            "quantization='int8' needs calibration audio: pass calibration=<files or folders> "
+            "(real recordings like the ones the model will see) or an array of windows."
+        )
+    if isinstance(calibration, np.ndarray):
+        data = np.asarray(calibration, dtype=np.float32)
+        if frontend is not None and data.shape[1:] == (frontend.n_mels, frontend.n_frames, 1):
+            if variant != "backbone":
+                raise ParameterError("log-mel calibration patches only fit variant='backbone'.")
+            return data[:max_windows]
+        if data.ndim == 3 and data.shape[1] == 1:
+            data = data[:, 0]
+        if data.ndim != 2 or data.shape[1] != sample_rate:
+            raise ParameterError(
+                f"calibration windows must have shape (n, {sample_rate}) or (n, 1, "
+                f"{sample_rate}); got shape {calibration.shape}."
+            )
+        windows = data[:max_windows]
+    else:
+        windows = calibration_data(
+            calibration, sample_rate, max_windows=max_windows, hop_size=hop_size
+        )
+    if len(windows) == 0:
+        raise ParameterError("calibration gave no windows.")
+    if variant == "backbone":
+        return melspectrogram(windows, frontend)
+    return windows[:, None, :]
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _convert(network, quantization: str, batch_size, representative) -> bytes:
+    import keras
+    import tensorflow as tf
+
+    shape = (batch_size, *network.input_shape[1:])
+    with tempfile.TemporaryDirectory(prefix="edgel3_export_") as tmp:
+        network.export(
+            tmp,
+            format="tf_saved_model",
+            verbose=False,
+            input_signature=[keras.InputSpec(shape=shape, dtype="float32")],
+        )
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantization != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+
+            def dataset():
+                for sample in representative:
+                    yield [sample[None].astype(np.float32)]
+
+            converter.representative_dataset = dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # the converter raises ConverterError and friends
+            from ..exceptions import EdgeL3Error
+
+            raise EdgeL3Error(f"LiteRT conversion failed ({quantization}): {exc}") from exc
+
+
+def _resolve(model):
+    from ..core import _resolve_model
+
+    if isinstance(model, (str, os.PathLike)) and Path(model).suffix == ".tflite":
+        raise ParameterError(f"{model} is already a LiteRT file; export the Keras model instead.")
+    return _resolve_model(model, "sparse", 128, "ft", 95.45)
+
+
+def export_model(
+    model,
+    path: str | os.PathLike,
+    *,
+    quantization: str = "none",
+    variant: str | None = None,
+    calibration=None,
+    calibration_windows: int = DEFAULT_CALIBRATION_WINDOWS,
+    calibration_hop: float = DEFAULT_CALIBRATION_HOP,
+    batch_size: int | None = 1,
+) -> ExportResult:
+    """Export an embedding model to a LiteRT flatbuffer plus a sidecar JSON.
+
+    Parameters
+    ----------
+    model : keras.Model, str or path-like
+        A loaded model, an official model name (``'sea-64'``) or a weight file.
+    path : path-like
+        Output ``.tflite`` file; the JSON description is written next to it
+        (``model.tflite`` -> ``model.json``).
+    quantization : {'none', 'float16', 'dynamic', 'int8'}
+    variant : {'full', 'backbone'} or None
+        None: ``'backbone'`` for int8 and dynamic, ``'full'`` otherwise.
+    calibration : path-like, sequence of path-like or np.ndarray, optional
+        Audio files/folders (or windows ``(n, sr)``, or log-mel patches) that
+        calibrate the int8 activation ranges; required for int8.
+    calibration_windows : int
+        Most windows used for calibration.
+    calibration_hop : float
+        Seconds between calibration windows within a file.
+    batch_size : int or None
+        Fixed batch of the exported input (1: static shapes, as a
+        microcontroller wants); None for a resizable batch.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ParameterError
+        For invalid options (int8 with the full variant, no calibration...).
+    AudioError
+        If calibration audio cannot be read.
+    EdgeL3Error
+        If the converter fails.
+
+    Examples
+    --------
+    >>> export_model('sea-64', 'sea64_int8.tflite', quantization='int8',
+    ...              calibration='recordings/')                  # doctest: +SKIP
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ParameterError(
+            f"quantization must be one of {QUANTIZATIONS}; got quantization={quantization!r}."
+        )
+    if variant is None:
+        variant = "backbone" if quantization in ("int8", "dynamic") else "full"
+    if variant not in VARIANTS:
+        raise ParameterError(f"variant must be one of {VARIANTS}; got variant={variant!r}.")
+    if quantization == "int8" and variant == "full":
+        raise ParameterError(
+            "quantization='int8' needs variant='backbone': the STFT (RFFT) has no int8 kernel, "
+            "so a full-integer model cannot contain the front end. Export the backbone and "
+            "compute the log-mel input on the device (constants in the sidecar JSON)."
+        )
+    if quantization == "dynamic" and variant == "full":
+        warnings.warn(
+            "quantization='dynamic' with variant='full' also quantizes the mel filterbank "
+            "product: its hybrid kernel rounds the power spectrum to 8 bits on the fly, which "
+            "loses quiet content. Prefer variant='backbone'.",
+            EdgeL3Warning,
+            stacklevel=2,
+        )
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ParameterError(f"batch_size must be a positive int or None; got {batch_size!r}.")
+    if not isinstance(calibration_windows, int) or calibration_windows < 1:
+        raise ParameterError(
+            f"calibration_windows must be a positive int; got {calibration_windows!r}."
+        )
+    keras_model = _resolve(model)
+    mel = _mel_layer(keras_model)
+    frontend = mel.config if mel is not None else None
+    sample_rate = frontend.sample_rate if frontend else int(keras_model.input_shape[-1])
+    if variant == "backbone":
+        network, frontend = backbone_model(keras_model)
+    else:
+        network = keras_model
+    representative = None
+    if quantization == "int8":
+        representative = _calibration_inputs(
+            calibration, variant, frontend, sample_rate, calibration_windows, calibration_hop
+        )
+    flatbuffer = _convert(network, quantization, batch_size, representative)
+    path = Path(path)
+    with atomic_write(path) as handle:
+        handle.write(flatbuffer)
+    description = _describe(
+        keras_model,
+        flatbuffer,
+        variant,
+        quantization,
+        frontend,
+        sample_rate,
+        calibration,
+        0 if representative is None else len(representative),
+    )
+    side = sidecar_path(path)
+    with atomic_write(side) as handle:
+        handle.write((json.dumps(description, indent=1) + "\n").encode("utf-8"))
+    logger.info("wrote %s (%d bytes) and %s", path, len(flatbuffer), side)
+    return ExportResult(
+        path,
+        side,
+        variant,
+        quantization,
+        len(flatbuffer),
+        0 if representative is None else len(representative),
+    )
+
+
+def _io_description(detail: dict) -> dict:
+    scale, zero_point = detail["quantization"]
+    return {
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
+
+
+def _describe(model, flatbuffer, variant, quantization, frontend, sample_rate, calibration, n_cal):
+    from .runtime import _make_interpreter
+
+    interpreter = _make_interpreter(flatbuffer, None)
+    sources = None
+    if calibration is not None and not isinstance(calibration, np.ndarray):
+        items = [calibration] if isinstance(calibration, (str, os.PathLike)) else calibration
+        sources = [str(item) for item in items]
+    description = {
+        "format": "edgel3-litert",
+        "format_version": 1,
+        "edgel3_version": __version__,
+        "source_model": model.name,
+        "variant": variant,
+        "quantization": quantization,
+        "sample_rate": int(sample_rate),
+        "emb_dim": int(model.output_shape[-1]),
+        "input": _io_description(interpreter.get_input_details()[0]),
+        "output": _io_description(interpreter.get_output_details()[0]),
+        "calibration": {"windows": n_cal, "sources": sources} if quantization == "int8" else None,
+    }
+    if variant == "backbone":
+        description["frontend"] = frontend_description(frontend)
+    elif frontend is not None:
+        description["frontend_in_graph"] = frontend_to_dict(frontend)
+    return description

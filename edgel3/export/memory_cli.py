@@ -1,0 +1,75 @@
+"""``edgel3 memory-report``: sizes, MACs and activation memory against device budgets.
+
+A plugin of :mod:`edgel3.cli`. A ``.tflite`` file is read without TensorFlow;
+Keras models (official names, weight files) load it inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION = (
+    "Memory report of a model or an exported .tflite file: parameters, static size per "
+    "precision (dense and sparse-encoded), MACs per window, largest activation and the peak "
+    "of live activations (sequential and in-place schedules), checked against budgets. "
+    "Prints text; --json writes the same as JSON."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``memory-report`` options to ``parser``."""
+    parser.add_argument(
+        "model", help="official model name (e.g. sea-64), .h5/.h5.gz, .keras or .tflite file"
+    )
+    parser.add_argument(
+        "--budget",
+        action="append",
+        metavar="BUDGET",
+        help="budget name (cortex-m7) or 'name:flash=2MiB,ram=1MiB,inference=512KiB' "
+        "(any subset; K/KB/KiB = 1024 B); repeatable (default: cortex-m7)",
+    )
+    parser.add_argument(
+        "--no-budget", action="store_true", help="check no budget (just the figures)"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the report as JSON to FILE ('-': stdout only)"
+    )
+    parser.add_argument("--no-layers", action="store_true", help="leave out the per-layer table")
+    parser.add_argument(
+        "--include-frontend",
+        action="store_true",
+        help="Keras models: count the mel spectrogram's input and output as activations",
+    )
+    parser.add_argument(
+        "--fail-over-budget",
+        action="store_true",
+        help="exit with status 3 if any budget check fails",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report (and write JSON); 3 with --fail-over-budget if a check fails."""
+    from pathlib import Path
+
+    from .memory import memory_report, parse_budget
+
+    budgets = [] if args.no_budget else [parse_budget(b) for b in (args.budget or ["cortex-m7"])]
+    model = args.model
+    if not (Path(model).suffix == ".tflite" and Path(model).is_file()):
+        from .convert import _resolve
+
+        model = _resolve(model)
+    report = memory_report(model, budgets=budgets, include_frontend=args.include_frontend)
+    if args.json == "-":
+        print(report.to_json())
+    else:
+        print(report.format(layers=not args.no_layers))
+        if args.json:
+            report.to_json(args.json)
+            print(f"wrote {args.json}", file=sys.stderr)
+    if args.fail_over_budget and not report.passed():
+        return 3
+    return 0

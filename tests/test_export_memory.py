@@ -1,0 +1,247 @@
+"""Memory report: a toy network computed by hand, and the papers' seed figures.
+
+Sizes are exact integer arithmetic (no tolerance) unless a test compares with a
+figure the papers rounded; those comparisons say how the paper rounded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgel3.exceptions import ParameterError
+from edgel3.export.memory import (
+    BUDGETS,
+    KIB,
+    MIB,
+    Budget,
+    memory_report,
+    parse_budget,
+    parse_size,
+    sparse_sizes,
+)
+from edgel3.specs import FrontendConfig, get_spec
+
+from .conftest import SEA64_GZ
+
+TOY_FRONTEND = FrontendConfig(sample_rate=1000, n_dft=64, n_hop=50, n_mels=8)
+PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # MODELS.md §4, % of each conv kernel zeroed
+
+
+def toy_model(seed: int = 0):
+    """Mel (8, 20, 1) -> BN -> conv 4 -> conv 4 -> pool -> conv 2 (+BN+ReLU) -> max -> 2."""
+    import keras
+
+    from edgel3.models import build_audio_network
+
+    keras.utils.set_random_seed(seed)
+    return build_audio_network(TOY_FRONTEND, [4, 4, 2], head="bn_relu", name="toy")
+
+
+def prune_to_plan(model, plan):
+    """Zero the round(s * n / 100) smallest |w| of each conv kernel (MODELS.md §4)."""
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    for layer, percent in zip(convs, plan):
+        kernel, bias = layer.get_weights()
+        order = np.argsort(np.abs(kernel), axis=None, kind="stable")
+        flat = kernel.reshape(-1).copy()
+        flat[order[: round(percent * kernel.size / 100)]] = 0.0
+        layer.set_weights([flat.reshape(kernel.shape), bias])
+    return model
+
+
+# Hand computation for the toy network (elements; activations per window).
+# Tensors: mel 8x20x1 = 160; conv1/conv2 outputs 8x20x4 = 640; pool 4x10x4 = 160;
+# conv3 4x10x2 = 80; global pool 2.
+TOY_PARAMS = 4 + (36 + 4) + 16 + (144 + 4) + 16 + (72 + 2) + 8  # BN = 4 values per channel
+TOY_KERNELS = 36 + 144 + 72
+TOY_MACS = 8 * 20 * 4 * 9 * 1 + 8 * 20 * 4 * 9 * 4 + 4 * 10 * 2 * 9 * 4
+# Sequential: the worst kernel is conv2 holding its input and output, 640 + 640.
+TOY_PEAK_SEQUENTIAL = 640 + 640
+# In place: conv1 expands (160 + 640); conv2 overwrites its input with 2 pending rows
+# of 20 x 4 (640 + 160); the pool and conv3 are smaller.
+TOY_PEAK_INPLACE = 160 + 640
+
+
+def test_toy_report_matches_hand_computation():
+    report = memory_report(toy_model(), budgets=())
+    assert report.params == TOY_PARAMS == 306
+    assert report.kernel_params == report.nonzero_kernel_params == TOY_KERNELS
+    assert report.macs["conv"] == report.macs["network"] == TOY_MACS == 31_680
+    assert report.static["float32"]["dense"] == 4 * TOY_PARAMS
+    assert report.static["float16"]["dense"] == 2 * TOY_PARAMS
+    assert report.static["int8"]["dense"] == TOY_PARAMS
+    assert report.largest_activation["shape"] == [1, 8, 20, 4]
+    assert report.largest_activation["bytes"] == {"float32": 2560, "float16": 2560, "int8": 640}
+    assert report.peaks["sequential"]["float32"] == {"bytes": 4 * 1280, "node": "conv2d_2"}
+    assert report.peaks["sequential"]["int8"]["bytes"] == TOY_PEAK_SEQUENTIAL
+    assert report.peaks["inplace"]["int8"]["bytes"] == TOY_PEAK_INPLACE
+    live = {row["name"]: row["live_bytes_inplace"] for row in report.layers}
+    # conv3 (4 -> 2 channels) runs in place: input 160 + 2 rows x 10 x 2 pending, in fp32.
+    assert live["audio_embedding_layer"] == 4 * (160 + 2 * 10 * 2)
+    # Front end: 20 frames x 64 taps x 33 bins x (re, im), then 20 x 33 x 8 mel weights.
+    assert report.frontend["macs_stft_dense_dft"] == 20 * 64 * 33 * 2
+    assert report.frontend["macs_mel"] == 20 * 33 * 8
+    # BN and ReLU are folded into the convs, as the LiteRT converter folds them.
+    ops = [row["op"] for row in report.layers]
+    assert ops[:3] == ["BatchNormalization", "Conv2D+BN+RELU", "Conv2D+BN+RELU"]
+
+
+def test_sparse_encodings_by_hand():
+    # 2 output channels (last axis) x 3x3x4 = 36 weights each; 5 non-zeros in all.
+    kernel = np.zeros((3, 3, 4, 2), np.float32)
+    kernel[0, 0, 0, 0] = kernel[1, 1, 1, 0] = kernel[2, 2, 3, 0] = 1.0
+    kernel[0, 1, 2, 1] = kernel[2, 0, 1, 1] = -2.0
+    sizes = sparse_sizes(kernel, 4)
+    assert sizes == {
+        "nonzero": 5,
+        "dense": 72 * 4,
+        "values": 5 * 4,
+        "bitmap": 9 + 5 * 4,  # ceil(72 / 8) bytes of bits
+        "csr": 5 * 4 + 5 * 1 + 3 * 4,  # 1-byte column indices (36 <= 256), 3 row pointers
+    }
+
+
+def test_pruned_toy_reports_sparse_sizes():
+    model = prune_to_plan(toy_model(), (0, 50, 75))
+    report = memory_report(model, budgets=())
+    nonzero = 36 + 72 + 18  # round(50 % of 144) and round(75 % of 72) zeroed
+    assert report.nonzero_kernel_params == nonzero
+    assert report.static["float32"]["nonzero_kernel_values"] == 4 * nonzero
+    other = TOY_PARAMS - TOY_KERNELS
+    bitmap = sum(-(-n // 8) for n in (36, 144, 72)) + 4 * nonzero
+    assert report.static["float32"]["bitmap"] == 4 * other + bitmap
+    assert report.sparsity == pytest.approx(100 * (1 - nonzero / TOY_KERNELS))
+    # Activations do not shrink with unstructured sparsity.
+    assert report.peaks["sequential"]["int8"]["bytes"] == TOY_PEAK_SEQUENTIAL
+
+
+def test_budget_checks_and_json(tmp_path):
+    budget = Budget("tiny", flash=1000, ram=None, inference=1000)
+    report = memory_report(toy_model(), budgets=[budget, "cortex-m7"])
+    by_key = {(c["budget"], c["row"], c["item"], c["schedule"]): c for c in report.checks}
+    assert by_key[("tiny", "float32", "flash", None)]["ok"] is False  # 1,224 B > 1,000 B
+    assert by_key[("tiny", "int8", "flash", None)]["ok"] is True  # 306 B
+    assert by_key[("tiny", "float32", "inference", "sequential")]["ok"] is False  # 5,120 B
+    assert by_key[("tiny", "int8", "inference", "inplace")]["bytes"] == TOY_PEAK_INPLACE
+    assert report.passed("cortex-m7") and not report.passed("tiny") and not report.passed()
+    # RAM = peak + the 1-s float32 window and one STFT frame.
+    ram = by_key[("cortex-m7", "int8", "ram", "sequential")]
+    assert ram["bytes"] == TOY_PEAK_SEQUENTIAL + 4 * (1000 + 64)
+    data = json.loads(report.to_json(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text()) == data
+    assert data["peak_activation_bytes"]["sequential"]["int8"]["bytes"] == TOY_PEAK_SEQUENTIAL
+    text = str(report)
+    assert "FAIL" in text and "PASS" in text and "conv2d_2" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512KiB", 512 * KIB),
+        ("512 KB", 512 * KIB),
+        ("2MB", 2 * MIB),
+        ("1.5M", 3 * MIB // 2),
+        ("100", 100),
+        (4096, 4096),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+def test_parse_budget():
+    assert parse_budget("Cortex-M7") is BUDGETS["cortex-m7"]
+    assert BUDGETS["cortex-m7"] == Budget("cortex-m7", 2 * MIB, MIB, 512 * KIB)
+    assert parse_budget("mine:flash=420KiB,inference=110KiB") == Budget(
+        "mine", flash=420 * KIB, inference=110 * KIB
+    )
+    assert parse_budget({"ram": "64K"}) == Budget("custom", ram=64 * KIB)
+    with pytest.raises(ParameterError, match="cortex-m4"):
+        parse_budget("cortex-m4")
+    with pytest.raises(ParameterError, match="rom"):
+        parse_budget("x:rom=1MB")
+    with pytest.raises(ParameterError, match="12 parsecs"):
+        parse_size("12 parsecs")
+
+
+def test_rejects_unknown_objects(tmp_path):
+    with pytest.raises(ParameterError, match="list"):
+        memory_report([1, 2])
+    with pytest.raises(ParameterError, match="not a file"):
+        memory_report(tmp_path / "missing.tflite")
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"\0" * 64)
+    with pytest.raises(ParameterError, match="TFL3"):
+        memory_report(bogus)
+
+
+# --------------------------------------------------------------------------- seed figures
+
+
+def test_sparse_l3_seed_figures():
+    """EdgeL3 (95.45 %): ~18 MB dense, 13.04 MB largest tensor, 0.81 / 0.41 MB non-zeros."""
+    import keras
+
+    from edgel3.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = prune_to_plan(build_model(get_spec("edgel3_ft_audio_sparsity_95.45")), PLAN_95_45)
+    report = memory_report(model, budgets=["cortex-m7"])
+    # MODELS.md §5: 4,684,224 conv + 5,636 BN parameters; "~18 MB" = 18.76 decimal MB.
+    assert report.params == 4_684_224 + 5_636
+    assert report.static["float32"]["dense"] == 4 * 4_689_860
+    # §6: the (256, 199, 64) conv1 output, 13,041,664 B fp32 (the papers' 12.7-12.8 MB figures
+    # do not reproduce; 13.04 MB is the arithmetic) and 3.26 MB int8.
+    assert report.largest_activation["shape"] == [1, 256, 199, 64]
+    assert report.largest_activation["bytes"]["float32"] == 13_041_664
+    assert report.largest_activation["bytes"]["int8"] == 3_260_416
+    # §4: 213,281 non-zero kernel weights; x 4 B = 0.814 MiB fp32, x 2 B = 0.407 MiB fp16.
+    assert report.nonzero_kernel_params == 213_281
+    assert round(report.static["float32"]["nonzero_kernel_values"] / MIB, 3) == 0.814
+    assert round(report.static["float16"]["nonzero_kernel_values"] / MIB, 3) == 0.407
+    # §6: 10.203 G conv MACs, 835.5 M + 52.2 M front end (rounded as the table rounds).
+    assert round(report.macs["conv"] / 1e9, 3) == 10.203
+    assert round(report.frontend["macs_stft_dense_dft"] / 1e6, 1) == 835.5
+    assert round(report.frontend["macs_mel"] / 1e6, 1) == 52.2
+    # A sparse encoding saves flash, never RAM: CSR beats dense by far at 95 %.
+    assert report.static["float32"]["csr"] < 0.1 * report.static["float32"]["dense"]
+    checks = {(c["row"], c["item"], c["schedule"]): c["ok"] for c in report.checks}
+    assert checks[("float32", "flash", None)] is False
+    assert checks[("int8+sparse", "flash", None)] is True
+    assert checks[("int8", "inference", "inplace")] is False  # 3.26 MB activations
+
+
+@pytest.mark.parametrize(
+    ("emb_dim", "largest", "size_mb", "conv_macs_m"),
+    [
+        (512, 819_200, 18.77, 636.5),
+        (256, 409_600, 4.70, 159.6),
+        (128, 409_600, 2.34, 131.3),
+        (64, 409_600, 1.60, 122.4),
+    ],
+)
+def test_sea_student_seed_figures(emb_dim, largest, size_mb, conv_macs_m):
+    """SEA Table 1: (conv + BN) x 4 B in decimal MB; activation 0.82 / 0.41 MB (§6)."""
+    from edgel3.models import build_model
+
+    report = memory_report(build_model(get_spec(f"sea-{emb_dim}")), budgets=())
+    assert report.largest_activation["bytes"]["float32"] == largest
+    assert round(report.static["float32"]["dense"] / 1e6, 2) == size_mb
+    assert round(report.macs["conv"] / 1e6, 1) == conv_macs_m
+
+
+def test_sea64_official_int8_targets():
+    """SEA-64 at int8: static <= 420 KiB; peak activations by schedule (see docs/export.rst)."""
+    from edgel3.core import load_model_file
+
+    report = memory_report(load_model_file(SEA64_GZ), budgets=())
+    assert report.params == 397_152 + 2_308  # MODELS.md §5: conv + BN
+    assert report.static["int8"]["dense"] == 399_460 <= 420 * KIB
+    # Sequential: conv2 holds two (64, 50, 32) int8 tensors (the LiteRT-Micro arena).
+    assert report.peaks["sequential"]["int8"]["bytes"] == 2 * 64 * 50 * 32 == 204_800
+    # In place: one such tensor + 2 pending output rows of 50 x 32 -> within 110 KiB.
+    assert report.peaks["inplace"]["int8"]["bytes"] == 64 * 50 * 32 + 2 * 50 * 32
+    assert report.peaks["inplace"]["int8"]["bytes"] <= 110 * KIB
