@@ -265,6 +265,7 @@ _COMMANDS = {
 #: Commands implemented in other modules, imported only when invoked. Each module
 #: defines ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``.
 PLUGIN_COMMANDS: dict[str, str] = {
+    "evaluate": "edgel3.evaluate.cli",
     "export": "edgel3.export.cli",
     "memory-report": "edgel3.export.memory_cli",
 }

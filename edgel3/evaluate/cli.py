@@ -1,0 +1,177 @@
+"""``edgel3 evaluate``: cross-validated downstream accuracy of an embedding model.
+
+A plugin of :mod:`edgel3.cli`; TensorFlow and scikit-learn load inside
+:func:`run` only, so ``edgel3 evaluate --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "CLASSIFIER_NAMES"]
+
+#: ``--classifier`` choices (equal to :data:`edgel3.evaluate.classifiers.CLASSIFIERS`,
+#: repeated here so that ``--help`` does not import scikit-learn).
+CLASSIFIER_NAMES = ("mlp", "logreg", "svm")
+
+DESCRIPTION = (
+    "Evaluate an embedding model downstream: embed a labelled audio dataset (cached), train "
+    "a classifier leave-one-fold-out on the dataset's own folds and write report.json, "
+    "predictions.csv, confusion_matrix.png and embedding_map.png. Layouts: ESC-50/ESC-10 csv, "
+    "UrbanSound8K foldN/ folders or csv, generic csv with path,label,fold."
+)
+
+
+def _defaults() -> dict:
+    """Defaults of :func:`edgel3.evaluate.evaluate` (the CLI's single source)."""
+    from .api import evaluate
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(evaluate).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``evaluate`` options to ``parser``."""
+    from .datasets import LAYOUTS
+
+    d = _defaults()
+    parser.add_argument("audio_dir", help="folder with the audio clips (or the dataset root)")
+    parser.add_argument(
+        "--metadata",
+        default=d["metadata"],
+        help="metadata csv (ESC-50/ESC-10, UrbanSound8K or path,label,fold); optional for "
+        "UrbanSound8K foldN/ folders",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=d["layout"],
+        help="dataset layout (default: %(default)s, from the csv's columns)",
+    )
+    parser.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="generic csv: labels hold several classes separated by ';' (reports AUPRC)",
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="evaluate the clips that exist when some metadata rows have no audio",
+    )
+    parser.add_argument(
+        "--model",
+        default=d["model"],
+        help="official model name (e.g. sea-64; see 'edgel3 models') or a weight file "
+        "(.h5, .h5.gz, .keras); default: get_embedding's default model",
+    )
+    parser.add_argument(
+        "--classifier",
+        choices=CLASSIFIER_NAMES,
+        default=d["classifier"],
+        help="frame classifier: the papers' MLP with grid search, or a logistic-regression / "
+        "linear-SVM baseline (default: mlp, or logreg with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fast settings: hop 0.5 s, logistic regression, no grid search",
+    )
+    parser.add_argument(
+        "--hop-size",
+        type=_positive_float,
+        default=d["hop_size"],
+        help="hop between windows in seconds (default: 0.1, or 0.5 with --quick)",
+    )
+    parser.add_argument(
+        "--no-centering",
+        action="store_true",
+        help="do not pad half a window at the start of each clip",
+    )
+    parser.add_argument(
+        "--folds", nargs="+", default=d["folds"], help="use only the clips of these folds"
+    )
+    parser.add_argument(
+        "--test-folds",
+        nargs="+",
+        default=d["test_folds"],
+        help="hold out only these folds (default: every fold)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d["seed"], help="random seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        default="edgel3_evaluation",
+        help="output folder for the report and figures (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=d["cache_dir"],
+        help="embedding cache (default: $EDGEL3_CACHE_DIR/embeddings, else OUT/embeddings)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=d["batch_size"],
+        help="windows per forward pass (default: %(default)s)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars; summary only")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one evaluation and print its summary; returns 0."""
+    from .api import evaluate
+    from .datasets import load_dataset
+    from .report import format_summary
+
+    dataset = load_dataset(
+        args.audio_dir,
+        args.metadata,
+        layout=args.layout,
+        multilabel=args.multilabel,
+        missing="skip" if args.skip_missing else "error",
+    )
+    report = evaluate(
+        dataset,
+        model=args.model,
+        classifier=args.classifier,
+        quick=args.quick,
+        hop_size=args.hop_size,
+        center=not args.no_centering,
+        folds=args.folds,
+        test_folds=args.test_folds,
+        seed=args.seed,
+        out_dir=args.out,
+        cache_dir=args.cache_dir,
+        plots=not args.no_plots,
+        batch_size=args.batch_size,
+        verbose=not args.quiet,
+    )
+    print(format_summary(report))
+    return 0

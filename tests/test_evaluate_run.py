@@ -1,0 +1,206 @@
+"""End to end: the embedding cache, the `edgel3 evaluate` command on ESC-10 with SEA-64."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edgel3 import core
+from edgel3.cli import build_parser, main
+from edgel3.evaluate import cli as evaluate_cli
+from edgel3.evaluate import evaluate
+from edgel3.evaluate.classifiers import CLASSIFIERS
+from edgel3.evaluate.embeddings import embed_files
+from edgel3.exceptions import AudioError, ParameterError
+
+from .conftest import DATA_DIR, SEA64_GZ
+
+ESC10 = DATA_DIR / "esc10"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Counter:
+    """Wraps edgel3.core.get_embedding and counts calls and embedded signals."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        self.signals = 0
+        original = core.get_embedding
+
+        def counting(audio, *args, **kwargs):
+            self.calls += 1
+            self.signals += len(audio)
+            return original(audio, *args, **kwargs)
+
+        monkeypatch.setattr(core, "get_embedding", counting)
+
+
+@pytest.fixture
+def wav_files(tmp_path, rng):
+    paths = []
+    for i in range(5):
+        path = tmp_path / "audio" / f"clip{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, rng.normal(scale=0.1, size=8000 + 2000 * i), 8000)
+        paths.append(path)
+    return paths
+
+
+def test_cache_reuse_does_not_call_the_model(monkeypatch, tmp_path, wav_files):
+    cache = tmp_path / "cache"
+    counter = _Counter(monkeypatch)
+    first, info = embed_files(wav_files, SEA64_GZ, hop_size=0.5, cache_dir=cache, files_per_call=2)
+    assert (info["computed"], info["cached"]) == (5, 0)
+    assert (counter.calls, counter.signals) == (3, 5)  # 2 + 2 + 1 files per call
+    # Second run: no model call, and not even a model load.
+    load = core.load_model_file
+    monkeypatch.setattr(core, "load_model_file", lambda *a, **k: pytest.fail("model loaded"))
+    second, info = embed_files(wav_files, SEA64_GZ, hop_size=0.5, cache_dir=cache)
+    assert counter.calls == 3 and (info["computed"], info["cached"]) == (0, 5)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)  # the cache stores the exact float32 array
+    # Only what changed is recomputed: an edited file misses, another hop misses.
+    monkeypatch.setattr(core, "load_model_file", load)
+    sf.write(wav_files[0], np.zeros(8000) + 0.01, 8000)
+    _, info = embed_files(wav_files, SEA64_GZ, hop_size=0.5, cache_dir=cache)
+    assert (info["computed"], counter.signals) == (1, 6)
+    _, info = embed_files(wav_files[:2], SEA64_GZ, hop_size=0.25, cache_dir=cache)
+    assert (info["computed"], counter.signals) == (2, 8)
+
+
+def test_loaded_model_and_its_file_share_embeddings(tmp_path, wav_files):
+    model = core.load_model_file(SEA64_GZ)
+    from_model, info_model = embed_files(wav_files[:2], model, hop_size=0.5, cache_dir=tmp_path)
+    from_file, _ = embed_files(wav_files[:2], SEA64_GZ, hop_size=0.5, cache_dir=tmp_path / "b")
+    assert info_model["model"]["source"] == "keras"
+    for a, b in zip(from_model, from_file):
+        np.testing.assert_array_equal(a, b)  # same weights, same windows: identical
+
+
+def test_bad_file_is_named(tmp_path, wav_files):
+    bad = tmp_path / "audio" / "bad.wav"
+    sf.write(bad, np.full(8000, np.nan), 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r'Cannot embed ".*bad.wav": .*NaN'):
+        embed_files([wav_files[0], bad], SEA64_GZ, cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def esc10_run(tmp_path_factory):
+    """`edgel3 evaluate` on ESC-10 folds 1-2 (160 clips), quick mode, SEA-64 from file."""
+    out = tmp_path_factory.mktemp("esc10_report")
+    cache = tmp_path_factory.mktemp("esc10_cache")
+    argv = [
+        "evaluate",
+        str(ESC10),
+        "--metadata",
+        str(ESC10 / "meta" / "esc10.csv"),
+        "--model",
+        str(SEA64_GZ),
+        "--folds",
+        "1",
+        "2",
+        "--quick",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "-q",
+    ]
+    return out, cache, argv
+
+
+def test_cli_end_to_end_on_two_esc10_folds(esc10_run, capsys):
+    out, cache, argv = esc10_run
+    assert main(argv) == 0
+    summary = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["n_clips"] == 160 and report["dataset"]["folds"] == [1, 2]
+    assert report["embedding"] == report["embedding"] | {
+        "hop_size": 0.5,
+        "emb_dim": 64,
+        "computed_files": 160,
+        "n_frames": 1600,  # 5-s clips, hop 0.5, centred: 10 windows each
+    }
+    assert [f["fold"] for f in report["folds"]] == [1, 2]
+    assert [f["train_folds"] for f in report["folds"]] == [[2], [1]]
+    acc = report["accuracy"]
+    # Chance is 0.10. A 2-fold quick run with SEA-64 scored 0.60-0.63 while
+    # developing; 0.35 leaves room for BLAS/platform differences yet fails on a
+    # broken pipeline (shuffled labels, wrong aggregation).
+    assert all(0.35 < a <= 1.0 for a in acc["per_fold"])
+    assert acc["mean"] == pytest.approx(np.mean(acc["per_fold"]), abs=1e-12)
+    assert sum(v["support"] for v in report["per_class"].values()) == 160
+    assert np.sum(report["confusion_matrix"]["matrix"]) == 160
+    for name in ("confusion_matrix.png", "embedding_map.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 160
+    right = sum(r["label"] == r["predicted"] for r in rows)
+    assert right / 160 == pytest.approx(acc["pooled"], abs=1e-12)
+    assert f"accuracy {acc['mean']:.4f}" in summary and "lowest F1" in summary
+
+
+def test_second_evaluation_reuses_cache_and_is_reproducible(esc10_run, monkeypatch):
+    out, cache, argv = esc10_run
+    if not (out / "report.json").exists():  # run alone: build the cache first
+        assert main(argv) == 0
+    first = json.loads((out / "report.json").read_text())
+    counter = _Counter(monkeypatch)
+    kwargs = dict(
+        model=SEA64_GZ, quick=True, folds=[1, 2], cache_dir=cache, test_folds=[2], plots=False
+    )
+    again = evaluate(ESC10, ESC10 / "meta" / "esc10.csv", **kwargs)
+    assert counter.calls == 0 and again["embedding"]["cached_files"] == 160
+    assert again["accuracy"]["per_fold"] == first["accuracy"]["per_fold"][1:]
+    svm = evaluate(ESC10, ESC10 / "meta" / "esc10.csv", classifier="svm", **kwargs)
+    assert counter.calls == 0 and 0.35 < svm["accuracy"]["mean"] <= 1.0  # see above
+
+
+def test_cli_defaults_equal_library_defaults():
+    import inspect
+
+    args = build_parser("evaluate").parse_args(["data"])
+    params = inspect.signature(evaluate).parameters
+    for option, name in [
+        ("metadata", "metadata"),
+        ("layout", "layout"),
+        ("model", "model"),
+        ("classifier", "classifier"),
+        ("quick", "quick"),
+        ("hop_size", "hop_size"),
+        ("folds", "folds"),
+        ("test_folds", "test_folds"),
+        ("seed", "seed"),
+        ("cache_dir", "cache_dir"),
+        ("batch_size", "batch_size"),
+    ]:
+        assert getattr(args, option) == params[name].default, option
+    assert (not args.no_centering) == params["center"].default
+    assert (not args.no_plots) == params["plots"].default
+    assert evaluate_cli.CLASSIFIER_NAMES == CLASSIFIERS
+
+
+def test_help_imports_neither_tensorflow_nor_sklearn():
+    code = (
+        "import sys; from edgel3.cli import main; rc = main(['evaluate', '--help']); "
+        "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib') "
+        "if m in sys.modules]; assert not heavy, heavy; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--metadata" in proc.stdout and "--quick" in proc.stdout
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edgel3: error: Cannot tell the layout") and err.count("\n") == 1
+    with pytest.raises(ParameterError, match="seed must be a non-negative integer"):
+        evaluate(ESC10, ESC10 / "meta" / "esc10.csv", seed=-1)
