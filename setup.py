@@ -35,13 +35,15 @@ setup(
         # One line per optional stack; "test" pulls in every stack the test suite exercises.
         "eval": ["scikit-learn>=1.3", "matplotlib>=3.7"],
         "export": ["ai-edge-litert>=2.0"],  # the LiteRT runtime; converting needs TensorFlow
-        "ray": ["ray[data]>=2.9", "pyarrow>=14"],
+        "ray": ["ray[data]>=2.10", "pyarrow>=14"],  # 2.10: from_items(override_num_blocks=)
         "test": [
             "pytest>=7",
             "ruff>=0.6",
             "scikit-learn>=1.3",
             "matplotlib>=3.7",
             "ai-edge-litert>=2.0",
+            "ray[data]>=2.10",
+            "pyarrow>=14",
         ],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },

@@ -72,7 +72,9 @@ def _embed_parser(prog: str) -> argparse.ArgumentParser:
         + ", ".join(f"'edgel3 {name}'" for name in _other_commands())
         + ".",
     )
-    parser.add_argument("inputs", nargs="+", help="audio files and/or directories")
+    parser.add_argument(
+        "inputs", nargs="*", help="audio files and/or directories (optional with --manifest)"
+    )
     parser.add_argument(
         "-o",
         "--output-dir",
@@ -142,24 +144,86 @@ def _embed_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-recursive", action="store_true", help="do not descend into subdirectories"
     )
+    _add_batch_options(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--version", action="version", version=f"edgel3 {__version__}")
     _add_common(parser)
     return parser
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from .parallel import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EdgeL3Error as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """Options of batch extraction (edgel3.parallel, edgel3.distributed; docs/scale.rst)."""
+    group = parser.add_argument_group("many files (see docs/scale.rst)")
+    group.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="list of input files: .txt (one path per line) or .csv (column 'path'); "
+        "relative paths are relative to FILE's folder",
+    )
+    group.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        help="worker processes, each loading the model once (default: 1, in this process); "
+        "with --engine ray, model actors (default: one per CPU of the cluster)",
+    )
+    group.add_argument(
+        "--format",
+        choices=("npz", "parquet"),
+        default=None,
+        help="one .npz per file, or a Parquet dataset in -o DIR (one row per window: path, "
+        "timestamp, embedding, model) (default: npz; parquet with --engine ray)",
+    )
+    group.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="embed only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4), chosen by a "
+        "hash of each path: the N shards cover every file exactly once",
+    )
+    group.add_argument(
+        "--errors-file",
+        metavar="FILE",
+        help="append failed files to FILE (JSON lines: path, error, run, time)",
+    )
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="'ray': a Ray Data pipeline on a local Ray instance or a cluster "
+        "(pip install edgel3[ray]) (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join ('auto', 'ray://head:10001'); default: $RAY_ADDRESS or "
+        "a new local instance",
+    )
+
+
 def _run_embed(args: argparse.Namespace) -> int:
     from .core import process_files
-    from .files import collect_audio_files
+    from .parallel import gather_inputs
 
-    files = collect_audio_files(args.inputs, recursive=not args.no_recursive)
+    if not args.inputs and not args.manifest:
+        print("edgel3: error: give audio files/directories or --manifest FILE.", file=sys.stderr)
+        return 2
+    files = gather_inputs(args.inputs, manifest=args.manifest, recursive=not args.no_recursive)
     if not files:
         print("edgel3: no audio files found in the given inputs.", file=sys.stderr)
         return 1
-    results = process_files(
-        files,
+    options = dict(
         output_dir=args.output_dir,
-        suffix=args.suffix,
         model=args.model,
         model_type=args.model_type,
         emb_dim=args.emb_dim,
@@ -171,6 +235,38 @@ def _run_embed(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
+    if args.ray_address and args.engine != "ray":
+        print("edgel3: error: --ray-address needs --engine ray.", file=sys.stderr)
+        return 2
+    batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
+    if args.engine == "local" and all(option is None for option in batch):
+        # No batch option: 0.2.1's behaviour (only .npz files, existing outputs skipped).
+        return _report(process_files(files, suffix=args.suffix, **options), args.quiet)
+    options.update(shard=args.shard, errors_file=args.errors_file)
+    if args.engine == "ray":
+        from .distributed import embed_files_ray
+
+        summary = embed_files_ray(
+            files,
+            address=args.ray_address,
+            concurrency=args.jobs,
+            output_format=args.format or "parquet",
+            **options,
+        )
+    else:
+        from .parallel import embed_files
+
+        summary = embed_files(
+            files,
+            suffix=args.suffix,
+            jobs=args.jobs or 1,
+            output_format=args.format or "npz",
+            **options,
+        )
+    return _report(summary.results, args.quiet, summary)
+
+
+def _report(results, quiet: bool, summary=None) -> int:
     counts = {
         status: sum(r.status == status for r in results)
         for status in ("written", "skipped", "failed")
@@ -178,11 +274,17 @@ def _run_embed(args: argparse.Namespace) -> int:
     for result in results:
         if result.status == "failed":
             print(f"edgel3: failed: {result.path}: {result.error}", file=sys.stderr)
-    if not args.quiet:
+    if not quiet:
         print(
             f"{counts['written']} written, {counts['skipped']} skipped (output exists; "
             f"use --overwrite), {counts['failed']} failed, of {len(results)} files."
         )
+        if summary is not None and counts["written"]:
+            print(
+                f"{summary.files_per_second:.2f} files/s, "
+                f"{summary.audio_seconds_per_second:.1f} audio-seconds/s "
+                f"({summary.seconds:.1f} s in all)."
+            )
     return 1 if counts["failed"] else 0
 
 
@@ -265,9 +367,9 @@ _COMMANDS = {
 #: Commands implemented in other modules, imported only when invoked. Each module
 #: defines ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``.
 PLUGIN_COMMANDS: dict[str, str] = {
-    "evaluate": "edgel3.evaluate.cli",
     "export": "edgel3.export.cli",
     "memory-report": "edgel3.export.memory_cli",
+    "evaluate": "edgel3.evaluate.cli",
 }
 
 

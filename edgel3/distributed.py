@@ -32,7 +32,6 @@ from .core import DEFAULT_BATCH_SIZE, FileResult
 from .exceptions import AudioError, EdgeL3Error, EdgeL3Warning, OutputError, ParameterError
 from .outputs import ErrorsFile, _record, embeddings_table, new_run_id
 from .parallel import (
-    ModelRef,
     RunSummary,
     _check_run_options,
     _plan,
@@ -65,7 +64,7 @@ def _read_row(row: dict, *, sample_rate: int) -> dict:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EdgeL3Warning)
-            audio, sr = read_audio(row["path"])
+            audio, sr = read_audio(row["abspath"])  # workers do not share our cwd
             out["duration"] = len(audio) / sr
             signal = _prepare_audio(_check_signal(audio, "audio"), sr, sample_rate)
     except AudioError as exc:
@@ -101,13 +100,13 @@ class _Collector:
 class _Embedder:
     """Actor holding the model; embeds each file of a batch separately."""
 
-    def __init__(self, source, model_id, sample_rate, hop_size, center, batch_size, threads, sink):
+    def __init__(self, ref, sample_rate, hop_size, center, batch_size, threads, sink):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        self.model = ModelRef(source, model_id, sample_rate).load()
-        self.model_id = model_id
+        self.model = ref.load()
+        self.model_id = ref.model_id
         self.sample_rate = sample_rate
         self.hop_size = hop_size
         self.center = center
@@ -319,7 +318,7 @@ def _run_pipeline(
         compute = ray.data.ActorPoolStrategy(size=int(concurrency))
         actors = int(concurrency)
     sink = ray.remote(num_cpus=0)(_Collector).remote()
-    items = [{"index": index, "path": task.path} for index, task in plan.todo]
+    items = [{"index": i, "path": task.path, "abspath": task.abspath} for i, task in plan.todo]
     # At least one block per actor (so none idles), at most files_per_batch files per block.
     blocks = min(len(items), max(actors, -(-len(items) // files_per_batch)))
     per_block = -(-len(items) // blocks)
@@ -329,8 +328,7 @@ def _run_pipeline(
         .map_batches(
             _Embedder,
             fn_constructor_kwargs={
-                "source": ref.source,
-                "model_id": ref.model_id,
+                "ref": ref,
                 "sample_rate": sample_rate,
                 "hop_size": float(hop_size),
                 "center": bool(center),

@@ -134,12 +134,11 @@ class ResultsManifest:
         self.path = self.directory / (MANIFEST_PREFIX + (f".{tag}" if tag else "") + ".jsonl")
         self._by_path: dict[str, dict] = {}
         self._by_output: dict[str, dict] = {}
-        for manifest in sorted(self.directory.glob(MANIFEST_PREFIX + "*.jsonl")):
-            for record in _read_jsonl(manifest):
-                if all(record.get(k) == v for k, v in self.config.items()):
-                    self._by_path[record.get("abspath")] = record
-                if record.get("output"):
-                    self._by_output[record["output"]] = record
+        for record in _read_manifests(self.directory):
+            if all(record.get(k) == v for k, v in self.config.items()):
+                self._by_path[record.get("abspath")] = record
+            if record.get("output"):
+                self._by_output[record["output"]] = record
 
     def _output_exists(self, output: str) -> bool:
         return (self.directory / output).exists()
@@ -155,23 +154,32 @@ class ResultsManifest:
             and self._output_exists(record["output"])
         )
 
-    def is_stale(self, output: str) -> bool:
-        """Whether the newest record of ``output`` was made by another config or input."""
-        record = self._by_output.get(output)
-        return record is not None and not all(record.get(k) == v for k, v in self.config.items())
+    def is_outdated(self, task: FileTask) -> bool:
+        """Whether the newest record of ``task.output`` was made from another input or config."""
+        record = self._by_output.get(task.output)
+        if record is None:
+            return False
+        same_input = all(record.get(k) == getattr(task, k) for k in ("abspath", "size", "mtime_ns"))
+        return not same_input or not all(record.get(k) == v for k, v in self.config.items())
 
     def append(self, records: Sequence[dict]) -> None:
         """Append records (config fields are added) with one write; raises OutputError."""
         if not records:
             return
-        lines = "".join(
-            json.dumps({**record, **self.config}, sort_keys=True) + "\n" for record in records
-        )
-        _append_text(self.path, lines)
-        for record in records:
-            full = {**record, **self.config}
-            self._by_path[full["abspath"]] = full
-            self._by_output[full["output"]] = full
+        stamp = time.time()
+        full = [{**record, **self.config, "time": stamp} for record in records]
+        _append_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in full))
+        for record in full:
+            self._by_path[record["abspath"]] = record
+            self._by_output[record["output"]] = record
+
+
+def _read_manifests(directory: Path) -> list[dict]:
+    """Records of every shard's manifest, oldest first (so later ones supersede)."""
+    records = []
+    for manifest in sorted(directory.glob(MANIFEST_PREFIX + "*.jsonl")):
+        records.extend(_read_jsonl(manifest))
+    return sorted(records, key=lambda record: record.get("time", 0.0))
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -407,9 +415,8 @@ def read_parquet_embeddings(directory) -> dict[str, tuple[np.ndarray, np.ndarray
 
     directory = Path(directory)
     newest: dict[str, str] = {}
-    for manifest in sorted(directory.glob(MANIFEST_PREFIX + "*.jsonl")):
-        for record in _read_jsonl(manifest):
-            newest[record["path"]] = record["output"]
+    for record in _read_manifests(directory):
+        newest[record["path"]] = record["output"]
     grouped: dict[str, list] = {}
     dataset = pads.dataset(directory, format="parquet")
     for fragment in dataset.get_fragments():

@@ -213,11 +213,15 @@ class ModelRef:
         ``<file name>@<sha1 prefix>`` for other files.
     sample_rate : int or None
         The model's input rate, when known without loading it.
+    weights : str or None
+        For official models, the weight file found by this process (used by
+        workers where it exists; elsewhere they find or download their own).
     """
 
     source: object
     model_id: str
     sample_rate: int | None
+    weights: str | None = None
 
     @property
     def portable(self) -> bool:
@@ -226,8 +230,12 @@ class ModelRef:
 
     def load(self):
         """Load (or return) the model in this process; cached per process."""
-        from .core import _resolve_model
+        from .core import _load_official, _resolve_model
 
+        if self.weights is not None:
+            # Environment settings (EDGEL3_WEIGHTS_DIR) may not reach Ray workers: pass the file.
+            found = self.weights if os.path.exists(self.weights) else None
+            return _load_official(get_spec(self.source), weights_path=found)
         return _resolve_model(self.source, "sparse", 128, "ft", 95.45)
 
 
@@ -260,8 +268,8 @@ def resolve_model_ref(
                     f"model={model!r} is neither an existing file nor an official model name "
                     "(see `edgel3 models`)."
                 ) from None
-        get_weights_path(spec)
-        return ModelRef(spec.name, spec.name, spec.sample_rate)
+        weights = str(get_weights_path(spec))
+        return ModelRef(spec.name, spec.name, spec.sample_rate, weights)
     if isinstance(model, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(model))
         return ModelRef(path, _file_model_id(path), _file_sample_rate(path))
@@ -381,7 +389,7 @@ def _plan(paths, output_dir, suffix, output_format, shard, config, overwrite) ->
         done = not overwrite and manifest is not None and manifest.is_done(task)
         if output is not None and not overwrite and not done:
             # 0.2.1's rule (an existing output is kept) unless the manifest says it is stale.
-            stale = manifest is not None and manifest.is_stale(output)
+            stale = manifest is not None and manifest.is_outdated(task)
             done = os.path.exists(output) and not stale
         if done:
             skipped.append(
@@ -459,7 +467,7 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _init_worker(source, threads: int, parent_pid: int) -> None:
+def _init_worker(ref: ModelRef, threads: int, parent_pid: int) -> None:
     import signal
     import threading
 
@@ -471,7 +479,7 @@ def _init_worker(source, threads: int, parent_pid: int) -> None:
 
         # Share the cores instead of oversubscribing them (results do not depend on it).
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        _WORKER["model"] = ModelRef(source, "", None).load()
+        _WORKER["model"] = ref.load()
     except Exception as exc:  # reported by the first task, raised in the parent
         _WORKER["error"] = exc
 
@@ -504,7 +512,7 @@ def _run_pool(todo, options, ref, jobs, handle) -> None:
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(ref.source, threads, os.getpid()),
+        initargs=(ref, threads, os.getpid()),
     )
     queue = iter(todo)
     pending = {}
