@@ -283,34 +283,23 @@ def test_invalid_run_options(corpus, tmp_path, sea64_weights_dir):
 
 # --------------------------------------------------------------------------- worker processes
 
-
-def test_jobs_2_gives_the_single_process_numbers(corpus, tmp_path, capsys):
-    files, reference = corpus
-    out = tmp_path / "out"
-    rc = main([*map(str, files), "-o", str(out), "--model", str(SEA64_GZ), "--jobs", "2", "-q"])
-    assert rc == 0, capsys.readouterr().err
-    found = {}
-    for path in files:
-        data = np.load(out / f"{path.stem}.npz")
-        found[path.as_posix()] = (data["embedding"], data["timestamps"])
-    assert_same_as_reference(found, reference)
-
-
+# `edgel3 --jobs 2 --format parquet`, slowed down and with small parts so that it can be
+# killed mid-way: a part is written, then 0.4 s pass before it is recorded and renamed.
 _KILLED_RUN = """
 import sys, time
 import pyarrow.parquet as pq
-from edgel3 import parallel
+from edgel3 import cli, parallel
 
 write_table = pq.write_table
 
 def slow_write_table(table, where, **kwargs):
     write_table(table, where, **kwargs)
-    time.sleep(0.4)  # widen the window in which a part is written but not yet committed
+    time.sleep(0.4)
 
 pq.write_table = slow_write_table
+parallel.embed_files.__kwdefaults__["files_per_part"] = 2
 if __name__ == "__main__":  # spawned workers import this file too
-    files, out, model = sys.argv[1:-2], sys.argv[-2], sys.argv[-1]
-    parallel.embed_files(files, out, model=model, jobs=2, output_format="parquet", files_per_part=2)
+    sys.exit(cli.main(sys.argv[1:]))
 """
 
 
@@ -327,15 +316,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
+def test_jobs_2_killed_then_resumed_loses_and_duplicates_nothing(tmp_path):
     import pyarrow.parquet as pq
 
     files = make_corpus(tmp_path / "audio", 16, seed=11)
     out = tmp_path / "ds"
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(_KILLED_RUN))
+    argv = [*map(str, files), "-o", str(out), "--model", str(SEA64_GZ), "--format", "parquet"]
     proc = subprocess.Popen(
-        [sys.executable, str(script), *map(str, files), str(out), str(SEA64_GZ)],
+        [sys.executable, str(script), *argv, "--jobs", "2", "-q"],
         start_new_session=True,
         stderr=subprocess.DEVNULL,
     )
@@ -369,6 +359,11 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
     visible = pq.read_table(out)
     assert set(visible.column("path").to_pylist()) == committed
 
+    # The parts written by the two workers hold get_embedding's numbers.
+    reference = reference_embeddings(files)
+    by_workers = outputs.read_parquet_embeddings(out)
+    assert_same_as_reference(by_workers, {p: reference[p] for p in by_workers})
+
     rerun = parallel.embed_files(
         files, out, model=str(SEA64_GZ), output_format="parquet", files_per_part=2
     )
@@ -376,7 +371,6 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
     assert rerun.count("written") == len(files) - len(committed)
     assert not list(out.glob(".*")), "the rerun removed what the killed run left"
     table = pq.read_table(out)
-    reference = reference_embeddings(files)
     rows_per_file = {}
     for path in table.column("path").to_pylist():
         rows_per_file[path] = rows_per_file.get(path, 0) + 1
