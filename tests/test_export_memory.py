@@ -37,7 +37,20 @@ def toy_model(seed: int = 0):
     from edgel3.models import build_audio_network
 
     keras.utils.set_random_seed(seed)
-    return build_audio_network(TOY_FRONTEND, [4, 4, 2], head="bn_relu", name="toy")
+    model = build_audio_network(TOY_FRONTEND, [4, 4, 2], head="bn_relu", name="toy")
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:  # trained-looking BN statistics, none of them trivial
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = (w.shape for w in layer.get_weights())
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma),
+                    rng.normal(0, 0.2, beta),
+                    rng.normal(-40 if gamma == (1,) else 0, 0.5, mean),
+                    rng.uniform(0.5, 2, var),
+                ]
+            )
+    return model
 
 
 def prune_to_plan(model, plan):

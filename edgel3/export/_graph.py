@@ -210,12 +210,13 @@ def _try_fuse(node: Node, layer) -> bool:
 def graph_from_keras(model) -> Graph:
     """Read a (functional or sequential) Keras model into a :class:`Graph`.
 
-    Every layer must be called exactly once in the model (no shared layers).
+    The model's own call graph is followed, so layers shared with other
+    models (a backbone cut out of a full model) are fine.
 
     Raises
     ------
     ParameterError
-        If a layer is used more than once or the model was never built.
+        If the model has no functional graph (subclassed, or never built).
     """
     from keras import layers as kl
 
@@ -231,28 +232,27 @@ def graph_from_keras(model) -> Graph:
             tensors.append(Tensor(getattr(keras_tensor, "name", "") or "", _shape(keras_tensor)))
         return ids[key]
 
-    try:
-        model_inputs = [tensor_id(t) for t in _as_list(model.inputs)]
-    except (AttributeError, ValueError, TypeError) as exc:
+    # The model's own call graph (layers shared with other models have more nodes).
+    owner = getattr(model, "_functional", None) or model
+    by_depth = getattr(owner, "_nodes_by_depth", None)
+    if not by_depth:
         raise ParameterError(
-            f"Cannot read the graph of model {getattr(model, 'name', model)!r}: build it "
-            f"(call it on an input) first. ({exc})"
-        ) from exc
+            f"Cannot read the graph of model {getattr(model, 'name', model)!r}: the memory "
+            "report needs a functional or sequential Keras model that has been built."
+        )
+    model_inputs = [tensor_id(t) for t in _as_list(owner.inputs)]
     calls = []
-    for layer in model.layers:
-        if isinstance(layer, kl.InputLayer):
-            continue
-        if len(getattr(layer, "_inbound_nodes", [])) > 1:
-            raise ParameterError(
-                f"Layer {layer.name!r} is called {len(layer._inbound_nodes)} times; the memory "
-                "report needs every layer to be used once."
-            )
-        inputs = [tensor_id(t) for t in _as_list(layer.input)]
-        outputs = [tensor_id(t) for t in _as_list(layer.output)]
-        for t in outputs:
-            tensors[t].name = layer.name
-        calls.append((layer, inputs, outputs))
-    model_outputs = [tensor_id(t) for t in _as_list(model.outputs)]
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            layer = node.operation
+            if node.is_input or isinstance(layer, kl.InputLayer):
+                continue
+            inputs = [tensor_id(t) for t in node.input_tensors]
+            outputs = [tensor_id(t) for t in node.outputs]
+            for t in outputs:
+                tensors[t].name = layer.name
+            calls.append((layer, inputs, outputs))
+    model_outputs = [tensor_id(t) for t in _as_list(owner.outputs)]
     consumers: dict[int, int] = {t: 1 for t in model_outputs}
     for _, inputs, _ in calls:
         for t in inputs:

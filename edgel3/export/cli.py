@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--variant",
         choices=VARIANT_NAMES,
         default=d["variant"],
-        help="'full': 1-s audio in; 'backbone': log-mel patch in (default: backbone for int8 "
-        "and dynamic, full otherwise)",
+        help="'full': 1-s audio in; 'backbone': log-mel patch in (default: full for float32, "
+        "backbone when quantized)",
     )
     parser.add_argument(
         "--calibration",

@@ -12,11 +12,14 @@ Two variants:
 
 Four quantizations (PIPELINES.md §6): ``'none'`` (float32), ``'float16'``
 (fp16 weights, fp32 compute), ``'dynamic'`` (int8 weights, activations
-quantized on the fly; backbone by default, see :func:`export_model`)
-and ``'int8'`` (full integer, int8 input and output, activations calibrated on
-real audio). ``'int8'`` needs the backbone: the converter has no int8 RFFT, so
-a "full" int8 model would keep the STFT in float and quantize the raw audio
-samples and the log to 8 bits; it is refused.
+quantized on the fly) and ``'int8'`` (full integer, int8 input and output,
+activations calibrated on real audio). The quantized modes export the backbone
+by default, because the front end does not survive them: ``'int8'`` has no
+int8 RFFT (a "full" int8 model would keep the STFT in float and quantize the
+raw audio samples and the log to 8 bits; it is refused), ``'float16'`` turns
+the 1e-10 amplitude floor into 0 (digital silence gives NaN) and
+``'dynamic'`` rounds the power spectrum to 8 bits in the mel product (both
+allowed with a warning).
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+_FULL_CAVEATS = {
+    "float16": (
+        "quantization='float16' with variant='full' also stores the front end's constants in "
+        "float16: the 1e-10 amplitude floor becomes 0, so windows of digital silence give "
+        "non-finite embeddings (and 1/ln 10 loses precision). Prefer variant='backbone'."
+    ),
+    "dynamic": (
+        "quantization='dynamic' with variant='full' also quantizes the mel filterbank "
+        "product: its hybrid kernel rounds the power spectrum to 8 bits on the fly, which "
+        "loses quiet content. Prefer variant='backbone'."
+    ),
+}
 VARIANTS = ("full", "backbone")
 DEFAULT_CALIBRATION_WINDOWS = 200
 DEFAULT_CALIBRATION_HOP = 0.5
@@ -324,7 +339,8 @@ def export_model(
         (``model.tflite`` -> ``model.json``).
     quantization : {'none', 'float16', 'dynamic', 'int8'}
     variant : {'full', 'backbone'} or None
-        None: ``'backbone'`` for int8 and dynamic, ``'full'`` otherwise.
+        None: ``'full'`` for float32, ``'backbone'`` for the quantized modes
+        (see the module notes for why).
     calibration : path-like, sequence of path-like or np.ndarray, optional
         Audio files/folders (or windows ``(n, sr)``, or log-mel patches) that
         calibrate the int8 activation ranges; required for int8.
@@ -359,7 +375,7 @@ def export_model(
             f"quantization must be one of {QUANTIZATIONS}; got quantization={quantization!r}."
         )
     if variant is None:
-        variant = "backbone" if quantization in ("int8", "dynamic") else "full"
+        variant = "full" if quantization == "none" else "backbone"
     if variant not in VARIANTS:
         raise ParameterError(f"variant must be one of {VARIANTS}; got variant={variant!r}.")
     if quantization == "int8" and variant == "full":
@@ -368,14 +384,8 @@ def export_model(
             "so a full-integer model cannot contain the front end. Export the backbone and "
             "compute the log-mel input on the device (constants in the sidecar JSON)."
         )
-    if quantization == "dynamic" and variant == "full":
-        warnings.warn(
-            "quantization='dynamic' with variant='full' also quantizes the mel filterbank "
-            "product: its hybrid kernel rounds the power spectrum to 8 bits on the fly, which "
-            "loses quiet content. Prefer variant='backbone'.",
-            EdgeL3Warning,
-            stacklevel=2,
-        )
+    if quantization in _FULL_CAVEATS and variant == "full":
+        warnings.warn(_FULL_CAVEATS[quantization], EdgeL3Warning, stacklevel=2)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ParameterError(f"batch_size must be a positive int or None; got {batch_size!r}.")
     if not isinstance(calibration_windows, int) or calibration_windows < 1:
