@@ -28,16 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .batch.model_ref import resolve_model_ref
+from .batch.plan import RunSummary, check_run_options, plan_run, result_output
 from .core import DEFAULT_BATCH_SIZE, FileResult
 from .exceptions import AudioError, EdgeL3Error, EdgeL3Warning, OutputError, ParameterError
 from .outputs import ErrorsFile, _record, embeddings_table, new_run_id
-from .parallel import (
-    RunSummary,
-    _check_run_options,
-    _plan,
-    _result_output,
-    resolve_model_ref,
-)
 
 __all__ = ["embed_files_ray", "RAY_INSTALL_HINT"]
 
@@ -104,7 +99,9 @@ class _Embedder:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        from .parallel import _set_tf_threads
+
+        _set_tf_threads(tf, threads)
         self.model = ref.load()
         self.model_id = ref.model_id
         self.sample_rate = sample_rate
@@ -219,7 +216,7 @@ def embed_files_ray(
     ParameterError, WeightsError, OutputError
     """
     started = time.perf_counter()
-    _check_run_options(
+    check_run_options(
         model_type, emb_dim, retrain_type, sparsity, center, hop_size, batch_size, output_format
     )
     if output_format != "parquet":
@@ -248,7 +245,7 @@ def embed_files_ray(
         sample_rate = model_sample_rate(ref.load())
     config = {"model": ref.model_id, "hop_size": hop_size, "center": bool(center)}
     config["format"] = "parquet"
-    plan = _plan(paths, output_dir, None, "parquet", shard, config, overwrite)
+    plan = plan_run(paths, output_dir, None, "parquet", shard, config, overwrite)
     summary = RunSummary(run_id=new_run_id())
     results = dict(plan.skipped)
     name = "ray-" + (f"{plan.tag}-" if plan.tag else "") + summary.run_id
@@ -276,7 +273,7 @@ def embed_files_ray(
         (tasks[index].path, error) for index, error in sorted(failed.items())
     )
     for index, task in plan.todo:
-        output = _result_output(task, output_dir)
+        output = result_output(task, output_dir)
         if index in done:
             _, rows, duration, messages = done[index]
             for message in messages:
@@ -342,7 +339,14 @@ def _run_pipeline(
             num_cpus=num_cpus,
         )
     )
-    dataset.write_parquet(str(staging))
+    try:
+        dataset.write_parquet(str(staging))
+    except Exception as exc:  # Ray's errors carry remote tracebacks; keep the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise EdgeL3Error(
+            f"The Ray pipeline failed ({type(exc).__name__}: {first}); nothing was committed, "
+            "run the command again (with --debug for the full error)."
+        ) from exc
     return ray.get(sink.results.remote())
 
 
