@@ -217,6 +217,20 @@ def test_resume_skips_done_files_and_redoes_changed_ones(tmp_path, sea64_weights
     assert np.load(out / f"{files[1].stem}.npz")["timestamps"][1] == 0.25
 
 
+def test_parquet_rows_of_a_changed_input_are_superseded(tmp_path):
+    files = make_corpus(tmp_path / "audio", 3, seed=4)
+    out = tmp_path / "ds"
+    model = str(SEA64_GZ)
+    parallel.embed_files(files, out, model=model, output_format="parquet", hop_size=0.5)
+    audio, sr = sf.read(files[2])
+    sf.write(files[2], audio[: sr // 2], sr, subtype="FLOAT")
+    rerun = parallel.embed_files(files, out, model=model, output_format="parquet", hop_size=0.5)
+    assert [r.status for r in rerun.results] == ["skipped", "skipped", "written"]
+    # The old part keeps the old rows; the reader returns the newest record's rows only.
+    found = outputs.read_parquet_embeddings(out)
+    assert_same_as_reference(found, reference_embeddings(files, hop_size=0.5))
+
+
 def test_shards_in_one_parquet_dataset_cover_every_file_once(corpus, tmp_path):
     files, reference = corpus
     out = tmp_path / "ds"
