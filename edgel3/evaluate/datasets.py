@@ -8,16 +8,23 @@ inside the training folds).
 
 from __future__ import annotations
 
-import csv
 import os
 import re
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import EdgeL3Warning, ParameterError
+from ..exceptions import ParameterError
+from ._metadata import (
+    AUDIO_SUFFIXES,
+    fold_dirs,
+    fold_value,
+    keep_existing,
+    read_csv,
+    require_columns,
+    resolve_audio,
+)
 
 __all__ = [
     "Dataset",
@@ -48,7 +55,6 @@ US8K_CLASSES = (
 )
 
 _US8K_NAME = re.compile(r"^(?P<fsid>\d+)-(?P<classid>\d+)-(?P<occ>\d+)-(?P<slice>\d+)$")
-_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,78 +185,6 @@ def _check_folds(folds, available, name) -> list:
     return chosen
 
 
-# --------------------------------------------------------------------------- csv helpers
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    if not path.is_file():
-        raise ParameterError(f'Metadata file "{path}" could not be found.')
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in rows]
-    if not rows:
-        raise ParameterError(f'Metadata file "{path}" has no rows.')
-    return columns, rows
-
-
-def _require(columns, needed, path, layout) -> None:
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise ParameterError(
-            f'Metadata "{path}" lacks column(s) {missing} needed by layout {layout!r}; '
-            f"its columns are {columns}."
-        )
-
-
-def _fold_value(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def _resolve_audio(audio_dir: Path, name: str) -> Path | None:
-    """Find ``name`` under ``audio_dir`` (or ``audio_dir/audio``), allowing another extension.
-
-    ESC-50's csv names ``.wav`` files; copies in FLAC keep the stem.
-    """
-    for base in (audio_dir, audio_dir / "audio"):
-        candidate = base / name
-        if candidate.is_file():
-            return candidate
-        stem = candidate.with_suffix("")
-        for suffix in _AUDIO_SUFFIXES:
-            other = stem.with_suffix(suffix)
-            if other.is_file():
-                return other
-    return None
-
-
-def _keep_existing(paths, audio_dir, missing, what) -> list[int]:
-    """Indices of rows whose audio exists; raise or warn about the others."""
-    if missing not in ("error", "skip"):
-        raise ParameterError(f"missing must be 'error' or 'skip'; got missing={missing!r}.")
-    absent = [i for i, p in enumerate(paths) if p is None]
-    if absent and missing == "error":
-        raise ParameterError(
-            f"{len(absent)} of {len(paths)} {what} have no audio file under "
-            f'"{audio_dir}" (first: {absent[0]}); pass missing="skip" (--skip-missing) '
-            "to evaluate the clips that are there."
-        )
-    if absent:
-        warnings.warn(
-            f"{len(absent)} of {len(paths)} {what} have no audio under {audio_dir}; skipped.",
-            EdgeL3Warning,
-            stacklevel=3,
-        )
-    kept = [i for i, p in enumerate(paths) if p is not None]
-    if not kept:
-        raise ParameterError(f'No audio file of {what} was found under "{audio_dir}".')
-    return kept
-
-
 # --------------------------------------------------------------------------- loaders
 
 
@@ -275,10 +209,10 @@ def load_esc50(audio_dir, metadata, *, missing: str = "error", name: str | None 
         Classes in ``target`` order; groups are the Freesound ``src_file`` ids.
     """
     audio_dir, metadata = Path(audio_dir), Path(metadata)
-    columns, rows = _read_csv(metadata)
-    _require(columns, ("filename", "fold", "target"), metadata, "esc50")
-    paths = [_resolve_audio(audio_dir, row["filename"]) for row in rows]
-    rows = [rows[i] for i in _keep_existing(paths, audio_dir, missing, "rows")]
+    columns, rows = read_csv(metadata)
+    require_columns(columns, ("filename", "fold", "target"), metadata, "esc50")
+    paths = [resolve_audio(audio_dir, row["filename"]) for row in rows]
+    rows = [rows[i] for i in keep_existing(paths, audio_dir, missing, "rows")]
     paths = [p for p in paths if p is not None]
     names = {}
     for row in rows:
@@ -288,7 +222,7 @@ def load_esc50(audio_dir, metadata, *, missing: str = "error", name: str | None 
     return Dataset(
         paths=paths,
         labels=[index[int(row["target"])] for row in rows],
-        folds=[_fold_value(row["fold"]) for row in rows],
+        folds=[fold_value(row["fold"]) for row in rows],
         classes=[names[t] for t in targets],
         groups=[row.get("src_file") or row["filename"] for row in rows],
         name=name or metadata.stem,
@@ -321,13 +255,13 @@ def load_us8k(
     audio_dir = Path(audio_dir)
     if metadata is not None:
         metadata = Path(metadata)
-        columns, rows = _read_csv(metadata)
-        _require(columns, ("slice_file_name", "fold", "classID"), metadata, "us8k")
+        columns, rows = read_csv(metadata)
+        require_columns(columns, ("slice_file_name", "fold", "classID"), metadata, "us8k")
         paths = [
-            _resolve_audio(audio_dir, os.path.join(f"fold{row['fold']}", row["slice_file_name"]))
+            resolve_audio(audio_dir, os.path.join(f"fold{row['fold']}", row["slice_file_name"]))
             for row in rows
         ]
-        rows = [rows[i] for i in _keep_existing(paths, audio_dir, missing, "rows")]
+        rows = [rows[i] for i in keep_existing(paths, audio_dir, missing, "rows")]
         paths = [p for p in paths if p is not None]
         records = [
             (
@@ -339,18 +273,18 @@ def load_us8k(
             for row in rows
         ]
     else:
-        root = audio_dir / "audio" if not _fold_dirs(audio_dir) else audio_dir
-        fold_dirs = _fold_dirs(root)
-        if not fold_dirs:
+        root = audio_dir / "audio" if not fold_dirs(audio_dir) else audio_dir
+        found = fold_dirs(root)
+        if not found:
             raise ParameterError(
                 f'No fold folders (fold1, fold2, ...) found in "{audio_dir}"; '
                 "pass the UrbanSound8K metadata csv or another layout."
             )
         paths, records = [], []
-        for fold, folder in fold_dirs:
+        for fold, folder in found:
             for path in sorted(folder.iterdir()):
                 match = _US8K_NAME.match(path.stem)
-                if not (match and path.suffix.lower() in _AUDIO_SUFFIXES):
+                if not (match and path.suffix.lower() in AUDIO_SUFFIXES):
                     continue
                 class_id = int(match["classid"])
                 paths.append(path)
@@ -373,17 +307,6 @@ def load_us8k(
         layout="us8k",
         metadata=str(metadata) if metadata is not None else None,
     )
-
-
-def _fold_dirs(root: Path) -> list[tuple[int, Path]]:
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = re.fullmatch(r"fold(\d+)", path.name)
-        if match and path.is_dir():
-            found.append((int(match[1]), path))
-    return sorted(found)
 
 
 def load_generic(
@@ -418,10 +341,10 @@ def load_generic(
     """
     metadata = Path(metadata)
     base = Path(audio_dir) if audio_dir is not None else metadata.parent
-    columns, rows = _read_csv(metadata)
-    _require(columns, ("path", "label", "fold"), metadata, "generic")
-    paths = [_resolve_audio(base, row["path"]) for row in rows]
-    rows = [rows[i] for i in _keep_existing(paths, base, missing, "rows")]
+    columns, rows = read_csv(metadata)
+    require_columns(columns, ("path", "label", "fold"), metadata, "generic")
+    paths = [resolve_audio(base, row["path"]) for row in rows]
+    rows = [rows[i] for i in keep_existing(paths, base, missing, "rows")]
     paths = [p for p in paths if p is not None]
     if multilabel:
         sets = [[t.strip() for t in row["label"].split(label_sep) if t.strip()] for row in rows]
@@ -469,13 +392,13 @@ def detect_layout(audio_dir, metadata=None) -> str:
     """
     if metadata is None:
         root = Path(audio_dir)
-        if _fold_dirs(root) or _fold_dirs(root / "audio"):
+        if fold_dirs(root) or fold_dirs(root / "audio"):
             return "us8k"
         raise ParameterError(
             f'Cannot tell the layout of "{audio_dir}" without metadata: pass the metadata csv '
             "(ESC-50, UrbanSound8K or path,label,fold) or use foldN/ folders."
         )
-    columns, _ = _read_csv(Path(metadata))
+    columns, _ = read_csv(Path(metadata))
     if "slice_file_name" in columns:
         return "us8k"
     if {"filename", "fold", "target"} <= set(columns):
