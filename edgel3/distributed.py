@@ -258,10 +258,17 @@ def embed_files_ray(
     try:
         if plan.todo:
             done, failed = _run_pipeline(
-                ray, plan, ref, sample_rate, staging, options=(hop_size, center, batch_size),
-                concurrency=concurrency, num_cpus=num_cpus, files_per_batch=files_per_batch,
+                ray,
+                plan,
+                ref,
+                sample_rate,
+                staging,
+                options=(hop_size, center, batch_size),
+                concurrency=concurrency,
+                num_cpus=num_cpus,
+                files_per_batch=files_per_batch,
                 progress=progress,
-            )  # fmt: skip
+            )
         else:
             done, failed = {}, {}
     finally:
@@ -269,9 +276,7 @@ def embed_files_ray(
             ray.shutdown()
     tasks = dict(plan.todo)
     _commit(plan, tasks, done, staging, final)
-    ErrorsFile(errors_file, summary.run_id).add(
-        (tasks[index].path, error) for index, error in sorted(failed.items())
-    )
+    errors = []
     for index, task in plan.todo:
         output = result_output(task, output_dir)
         if index in done:
@@ -283,7 +288,9 @@ def embed_files_ray(
         else:
             error = failed.get(index, "not embedded (lost by the pipeline)")
             logger.warning("skipping %s: %s", task.path, error)
+            errors.append((task.path, error))
             results[index] = FileResult(Path(task.path), output, "failed", error)
+    ErrorsFile(errors_file, summary.run_id).add(errors)
     summary.results = [results[index] for index in sorted(results)]
     summary.seconds = time.perf_counter() - started
     return summary
