@@ -390,3 +390,12 @@ def test_jobs_2_killed_then_resumed_loses_and_duplicates_nothing(tmp_path):
         rows_per_file[path] = rows_per_file.get(path, 0) + 1
     assert rows_per_file == {p: len(ts) for p, (_, ts) in reference.items()}, "no lost/dup rows"
     assert_same_as_reference(outputs.read_parquet_embeddings(out), reference)
+
+
+def test_batch_modules_import_no_heavy_stack():
+    code = (
+        "import sys, edgel3.parallel, edgel3.distributed, edgel3.outputs; "
+        "heavy = {'tensorflow', 'keras', 'ray', 'pyarrow'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
