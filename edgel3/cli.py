@@ -370,6 +370,9 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "export": "edgel3.export.cli",
     "memory-report": "edgel3.export.memory_cli",
     "evaluate": "edgel3.evaluate.cli",
+    "prune": "edgel3.compress.cli_prune",
+    "distill": "edgel3.compress.cli_distill",
+    "sea": "edgel3.compress.cli_sea",
 }
 
 

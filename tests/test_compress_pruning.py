@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -232,3 +234,36 @@ def test_sensitivity_sweep(rng):
     )
     assert len(calls) == 3 and np.all(scored.scores == 0.5)
     assert "conv2d_2" in scored.to_text()
+
+
+def test_prune_cli(tmp_path, capsys):
+    from edgel3.cli import main
+
+    out = tmp_path / "pruned.keras"
+    assert main(["prune", str(SEA64_GZ), "--plan", "95.45", "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["target"] for row in report["layers"]] == list(pruning.PLANS["95.45"])
+    # SEA-64's conv2 holds 9,216 kernel weights: 85 % pruned leaves round(0.15 * 9216) = 1,382.
+    assert report["layers"][1]["nonzero"] == 1382
+    assert isinstance(load_model_file(out).get_layer("conv2d_2"), pruning.MaskedConv2D)
+    narrow = tmp_path / "narrow.h5.gz"
+    assert (
+        main(["prune", str(SEA64_GZ), "--filters", "8,8,16,16,32,32,16,16", "-o", str(narrow)]) == 0
+    )
+    assert load_model_file(narrow).output_shape == (None, 16)
+    assert main(["prune", str(SEA64_GZ), "-o", str(narrow)]) == 1  # nothing to do: one-line error
+    assert "Nothing to do" in capsys.readouterr().err
+
+
+def test_compress_imports_stay_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgel3.compress as c, edgel3.compress.sea, edgel3.compress.augment, "
+        "edgel3.compress.dpp, edgel3.compress.cli_prune, edgel3.compress.cli_distill, "
+        "edgel3.compress.cli_sea, edgel3.bundled; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,38 @@
+"""``edgel3 distill``: knowledge distillation of a teacher into a student on audio folders."""
+
+from __future__ import annotations
+
+from ._cli import add_training_arguments
+
+DESCRIPTION = (
+    "Distil a teacher (official model, 'tiny', or a model file) into a student "
+    "(tiny, ds, sea, sparse or a model file, e.g. a pruned one) with MSE on the "
+    "teacher's embeddings of your audio."
+)
+
+
+def add_arguments(parser) -> None:
+    add_training_arguments(parser)
+    parser.add_argument("--emb-dim", type=int, default=None, help="default: the teacher's")
+
+
+def run(args) -> int:
+    from ._cli import prepare_training, save_model
+    from .data import as_teacher
+    from .distill import distill
+
+    emb_dim = args.emb_dim
+    if emb_dim is None:
+        import numpy as np
+
+        teacher = as_teacher(args.teacher)
+        emb_dim = teacher(np.zeros((1, teacher.sr), np.float32)).shape[1]
+    teacher, data, student, options = prepare_training(args, emb_dim)
+    result = distill(student, data, teacher=teacher, **options)
+    save_model(result.model, args.output)
+    if not args.quiet:
+        print(
+            f"validation MSE {result.initial_val_loss:.4g} -> {result.best_val_loss:.4g} "
+            f"({result.epochs} epochs on {result.device}); wrote {args.output}"
+        )
+    return 0

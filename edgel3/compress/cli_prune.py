@@ -1,0 +1,90 @@
+"""``edgel3 prune``: magnitude pruning, filter/depth reduction and sensitivity sweeps."""
+
+from __future__ import annotations
+
+import json
+
+from ._cli import float_list, int_list
+
+DESCRIPTION = (
+    "Compress an edgel3 model: per-layer magnitude pruning to a plan (official plans "
+    "53.5 ... 95.45, 97, 98, 99 or one sparsity per conv), L1 filter pruning, depth "
+    "reduction; or run a pruning sensitivity sweep on audio. Order: depth, filters, plan."
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="official name (sea-64, ...), 'tiny' or a model file")
+    parser.add_argument("-o", "--output", help="output model (.keras, or .h5/.h5.gz legacy)")
+    parser.add_argument(
+        "--plan", help="official plan name (e.g. 95.45) or comma-separated per-conv sparsities"
+    )
+    parser.add_argument(
+        "--filters", type=int_list, help="filters to keep per conv, e.g. 16,16,32,..."
+    )
+    parser.add_argument(
+        "--depth", type=int, help="keep this many convs (embedding from an earlier conv)"
+    )
+    parser.add_argument(
+        "--sensitivity", nargs="+", metavar="AUDIO", help="sweep: audio files/folders to compare on"
+    )
+    parser.add_argument("--sparsities", type=float_list, default=[70, 80, 85, 90, 95])
+    parser.add_argument("--metric", choices=("relative_l2", "cosine", "mse"), default="relative_l2")
+    parser.add_argument("--max-windows", type=int, default=256, help="windows used by the sweep")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _plan(text: str):
+    from .pruning import PLANS, _plan_key
+
+    return text if _plan_key(text) in PLANS or "," not in text else float_list(text)
+
+
+def run(args) -> int:
+    from ..core import model_sample_rate
+    from ..exceptions import ParameterError
+    from . import filters, pruning
+    from ._cli import load_model, save_model
+
+    model = load_model(args.model)
+    if args.sensitivity:
+        import numpy as np
+
+        from .data import load_windows
+        from .sensitivity import sensitivity_sweep
+
+        data = load_windows(args.sensitivity, model_sample_rate(model))
+        rows = np.linspace(0, len(data) - 1, min(args.max_windows, len(data))).astype(int)
+        result = sensitivity_sweep(
+            model, data.windows[rows][:, None, :], sparsities=args.sparsities, metric=args.metric
+        )
+        print(json.dumps(result.to_dict(), indent=1) if args.json else result.to_text())
+        return 0
+    if not (args.plan or args.filters or args.depth):
+        raise ParameterError("Nothing to do: give --plan, --filters, --depth or --sensitivity.")
+    if not args.output:
+        raise ParameterError("Give the output model file with -o/--output.")
+    if args.depth:
+        model = filters.reduce_depth(model, args.depth)
+    if args.filters:
+        model, _ = filters.prune_filters(model, args.filters)
+    report = pruning.sparsity_report(model)
+    if args.plan:
+        model, report = pruning.prune_model(model, _plan(args.plan))
+    save_model(model, args.output)
+    if args.json:
+        rows = [
+            {
+                "layer": r.name,
+                "weights": r.n_weights,
+                "nonzero": r.nonzero,
+                "target": r.target,
+                "sparsity": r.sparsity,
+            }
+            for r in report
+        ]
+        print(json.dumps({"output": args.output, "params": model.count_params(), "layers": rows}))
+    else:
+        print(pruning.format_report(report))
+        print(f"wrote {args.output} ({model.count_params()} parameters)")
+    return 0
