@@ -69,6 +69,9 @@ def test_validation_split_keeps_files_apart(corpus, rng):
     train, val = validation_split(corpus, 0.2, rng)
     assert set(corpus.file_index[train]).isdisjoint(corpus.file_index[val])
     assert len(train) + len(val) == len(corpus) and 0.15 < len(val) / len(corpus) < 0.4
+    one_file = WindowSet(np.zeros((10, 80), np.float32), 80, np.zeros(10, np.int32), ["a"])
+    train, val = validation_split(one_file, 0.2, rng)  # a single file: windows are split
+    assert len(train) == 8 and len(val) == 2
 
 
 def test_kd_reduces_loss_with_checkpoints_and_resume(corpus, sea64_targets, tmp_path):

@@ -105,6 +105,8 @@ def split_frontend(student):
 def validation_split(data: WindowSet, fraction: float, rng: np.random.Generator):
     """Split window indices into train/validation, keeping each source file on one side.
 
+    With a single source file its windows are split instead.
+
     Returns
     -------
     (train_index, val_index) : np.ndarray
@@ -121,6 +123,11 @@ def validation_split(data: WindowSet, fraction: float, rng: np.random.Generator)
         chosen.append(group)
         total += counts[group]
     is_val = np.isin(groups, chosen)
+    if is_val.all():  # a single source file: split its windows instead
+        is_val = np.zeros(len(data), dtype=bool)
+        is_val[rng.permutation(len(data))[: max(1, int(round(fraction * len(data))))]] = True
+    if is_val.all() or not is_val.any():
+        raise ParameterError(f"Cannot split {len(data)} window(s) into training and validation.")
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
