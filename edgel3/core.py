@@ -266,11 +266,11 @@ def _check_signal(audio, label: str) -> np.ndarray:
     return array
 
 
-def _prepare_audio(array: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+def _prepare_audio(array: np.ndarray, sr: int, target_sr: int, fast: bool = False) -> np.ndarray:
     """Downmix and resample a checked signal; warn if shorter than one window."""
     mono = frontend.downmix(array.astype(np.float64, copy=False))
     if sr != target_sr:
-        mono = frontend.resample(mono, sr, target_sr)
+        mono = frontend.resample(mono, sr, target_sr, exact=not fast)
     if mono.size < target_sr:
         warnings.warn(
             "Duration of provided audio is shorter than window size (1 second). "
@@ -305,29 +305,78 @@ def _window_batches(
         yield buffer[:filled]
 
 
+def _runner(model, n_windows: int):
+    """The fastest exact way to run ``model`` on ``n_windows`` windows.
+
+    Pruned models go through :mod:`edgel3.sparse` (zeros skipped, same results
+    within float32 rounding) when it wins -- for calls of at least
+    ``sparse.MIN_WINDOWS`` windows, which pay for its one-time set-up;
+    everything else (dense models, exported models) through ``predict_on_batch``.
+    """
+    from . import sparse
+
+    if hasattr(model, "layers") and n_windows >= sparse.MIN_WINDOWS:
+        executor = sparse.sparse_executor(model)
+        if executor is not None:
+            return executor
+    return model.predict_on_batch
+
+
 def _predict(model, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    return np.asarray(_runner(model, len(batch))(batch), dtype=np.float32)
+
+
+def _run_batches(run, batches, total: int, verbose) -> np.ndarray:
+    """Embed an iterator of window batches into one ``(total, D)`` float32 array."""
+    from tqdm.auto import tqdm
+
+    outputs = None
+    position = 0
+    with tqdm(total=total, unit="window", disable=not verbose, leave=False) as bar:
+        for batch in batches:
+            embedded = np.asarray(run(batch), dtype=np.float32)
+            if outputs is None:
+                outputs = np.empty((total, embedded.shape[-1]), dtype=np.float32)
+            outputs[position : position + len(batch)] = embedded
+            position += len(batch)
+            bar.update(len(batch))
+    return outputs
 
 
 def _embed(model, signals, sr, hop_size, center, batch_size, verbose) -> list[np.ndarray]:
     counts = [
         frontend.n_windows(len(s), sr, frontend.hop_length(hop_size, sr), center) for s in signals
     ]
-    total = sum(counts)
-    outputs = None
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, unit="window", disable=not verbose, leave=False) as bar:
-        position = 0
-        for batch in _window_batches(signals, sr, hop_size, center, batch_size):
-            embedded = _predict(model, batch)
-            if outputs is None:
-                outputs = np.empty((total, embedded.shape[-1]), dtype=np.float32)
-            outputs[position : position + len(batch)] = embedded
-            position += len(batch)
-            bar.update(len(batch))
+    batches = _window_batches(signals, sr, hop_size, center, batch_size)
+    outputs = _run_batches(_runner(model, sum(counts)), batches, sum(counts), verbose)
     splits = np.cumsum(counts)[:-1]
     return np.split(outputs, splits)
+
+
+def _embed_stream(info, model, options, center, hop_size, verbose, batch_size, fast_resample):
+    """:func:`process_file` for long files: blockwise read/resample/framing, flat memory."""
+    from . import streaming
+
+    _check_options(*options, center, hop_size, verbose)
+    batch_size = _check_batch_size(batch_size)
+    loaded = _resolve_model(model, *options)
+    target_sr = model_sample_rate(loaded)
+    hop = frontend.hop_length(hop_size, target_sr)
+    if info.sample_rate == target_sr:
+        n_target = info.frames
+    else:
+        n_target = int(info.frames * float(target_sr) / info.sample_rate)
+    total = frontend.n_windows(n_target, target_sr, hop, bool(center))
+    batches = streaming.iter_file_batches(
+        info,
+        target_sr,
+        hop_size=hop_size,
+        center=bool(center),
+        batch_size=batch_size,
+        fast_resample=fast_resample,
+    )
+    embedding = _run_batches(_runner(loaded, total), batches, total, verbose)
+    return embedding, frontend.timestamps(len(embedding), hop_size)
 
 
 def get_embedding(
@@ -343,6 +392,7 @@ def get_embedding(
     verbose=1,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    fast_resample: bool = False,
 ):
     """Compute embeddings of 1-s windows of audio.
 
@@ -372,6 +422,11 @@ def get_embedding(
         Show a progress bar.
     batch_size : int
         Windows per forward pass. Results do not depend on it.
+    fast_resample : bool
+        Resample with a fast standard resampler (soxr) instead of the exact
+        legacy one: ~20x faster resampling, but **not** 0.2.1's numbers
+        (embeddings move by about 0.1-1 on typical audio; see
+        ``docs/performance.rst``). Default False.
 
     Returns
     -------
@@ -421,7 +476,10 @@ def get_embedding(
     loaded = _resolve_model(model, model_type, emb_dim, retrain_type, sparsity)
     target_sr = model_sample_rate(loaded)
     frontend.hop_length(hop_size, target_sr)  # a hop under one sample is an error
-    prepared = [_prepare_audio(array, rate, target_sr) for array, rate in zip(arrays, rates)]
+    prepared = [
+        _prepare_audio(array, rate, target_sr, fast=bool(fast_resample))
+        for array, rate in zip(arrays, rates)
+    ]
     embeddings = _embed(loaded, prepared, target_sr, hop_size, bool(center), batch_size, verbose)
     stamps = [frontend.timestamps(len(e), hop_size) for e in embeddings]
     if is_list:
@@ -474,12 +532,15 @@ def process_file(
     verbose=True,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    fast_resample: bool = False,
 ) -> str:
     """Embed one audio file and save ``embedding`` and ``timestamps`` to an ``.npz``.
 
     The output is ``<output_dir>/<name>[_<suffix>].npz`` (next to the input
     when ``output_dir`` is None), written atomically. Unlike 0.2.1,
-    ``retrain_type`` is honoured.
+    ``retrain_type`` is honoured. Files of a minute or more are streamed
+    (read, resampled and framed block by block, :mod:`edgel3.streaming`), so
+    memory does not grow with their length; results are identical.
 
     Parameters
     ----------
@@ -493,6 +554,8 @@ def process_file(
         Show a progress bar.
     batch_size : int
         Windows per forward pass.
+    fast_resample : bool
+        As in :func:`get_embedding` (not the official numbers).
 
     Returns
     -------
@@ -506,8 +569,24 @@ def process_file(
     OutputError
         If the output cannot be written.
     """
-    audio, sr = read_audio(filepath)
+    from . import streaming
+
+    info = streaming.audio_info(filepath)
     output_path = _output_path(filepath, output_dir, suffix)
+    if streaming.should_stream(info):
+        embedding, ts = _embed_stream(
+            info,
+            model,
+            (model_type, emb_dim, retrain_type, sparsity),
+            center,
+            hop_size,
+            1 if verbose else 0,
+            batch_size,
+            bool(fast_resample),
+        )
+        save_embedding(output_path, embedding, ts)
+        return output_path
+    audio, sr = read_audio(filepath)
     embedding, ts = get_embedding(
         audio,
         sr,
@@ -520,6 +599,7 @@ def process_file(
         hop_size=hop_size,
         verbose=1 if verbose else 0,
         batch_size=batch_size,
+        fast_resample=fast_resample,
     )
     save_embedding(output_path, embedding, ts)
     return output_path

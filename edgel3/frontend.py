@@ -12,7 +12,7 @@ expect (``../shared/docs/FRONTEND.md``):
    amplitude, per-window max, -80 dB floor).
 
 The module imports neither TensorFlow nor Keras; numba (for the resampler) and
-resampy (for the non-exact fast path) are imported lazily.
+soxr (for the non-exact fast path) are imported lazily.
 """
 
 from __future__ import annotations

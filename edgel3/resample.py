@@ -3,7 +3,9 @@
 :func:`resample_legacy` is resampy < 0.3 ``kaiser_best`` bit for bit, including
 its accumulated float64 time register (FRONTEND.md §2); the official numbers
 depend on it. A numba kernel does the work (NumPy fallback when numba is
-missing); numba and resampy are imported lazily.
+missing); numba and soxr are imported lazily. :func:`_resample_at` computes
+any run of outputs from a block of input, which the streaming reader
+(:mod:`edgel3.streaming`) uses to resample long files block by block.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import scipy.signal
 from ._checks import _as_mono, _check_rate
 from .exceptions import AudioError
 
-__all__ = ["resample", "resample_legacy"]
+__all__ = ["resample", "resample_legacy", "legacy_wing_length", "FastResampleStream"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +91,12 @@ def _build_numba_kernel():
         logger.info("numba is not installed; using the (slower) NumPy resampler.")
         return False
 
-    def kernel(x, tr, poly_win, poly_delta, nwin, scale, step, num_table, y):  # pragma: no cover
+    def kernel(
+        x, x_start, n_orig, tr, poly_win, poly_delta, nwin, scale, step, num_table, y
+    ):  # pragma: no cover
         # poly_win[o, i] == win[o + i * step] (see _polyphase): same values and
-        # arithmetic as resampy's flat-table loop, but contiguous reads.
-        n_orig = x.shape[0]
+        # arithmetic as resampy's flat-table loop, but contiguous reads. x holds
+        # input samples x_start.. of a signal of n_orig samples (a block, when streaming).
         for t in numba.prange(tr.shape[0]):
             time_register = tr[t]
             n = int(time_register)
@@ -103,14 +107,14 @@ def _build_numba_kernel():
             eta = index_frac - offset
             acc = 0.0
             for i in range(min(n + 1, (nwin - offset) // step)):
-                acc += (poly_win[offset, i] + eta * poly_delta[offset, i]) * x[n - i]
+                acc += (poly_win[offset, i] + eta * poly_delta[offset, i]) * x[n - i - x_start]
             # Right wing: the future input samples.
             frac = scale - frac
             index_frac = frac * num_table
             offset = int(index_frac)
             eta = index_frac - offset
             for k in range(min(n_orig - n - 1, (nwin - offset) // step)):
-                acc += (poly_win[offset, k] + eta * poly_delta[offset, k]) * x[n + k + 1]
+                acc += (poly_win[offset, k] + eta * poly_delta[offset, k]) * x[n + k + 1 - x_start]
             y[t] = acc
 
     try:
@@ -136,13 +140,17 @@ def _polyphase(table: np.ndarray, step: int) -> np.ndarray:
     return out
 
 
-def _resample_numpy(x, tr, win, delta, scale, step, num_table, block: int = 8192) -> np.ndarray:
+def _resample_numpy(
+    x, tr, win, delta, scale, step, num_table, block: int = 8192, *, x_start=0, n_orig=None
+) -> np.ndarray:
     """Vectorised twin of the numba kernel: loop over taps, vectorise over outputs.
 
     Each output still sums left wing then right wing, tap by tap, so the
-    summation order (and hence the result) is the kernel's.
+    summation order (and hence the result) is the kernel's. ``x`` holds input
+    samples ``x_start ..`` of a signal of ``n_orig`` samples (default: all of it).
     """
-    nwin, n_orig = win.shape[0], x.shape[0]
+    nwin = win.shape[0]
+    n_orig = x.shape[0] if n_orig is None else n_orig
     y = np.empty(tr.shape[0], dtype=np.float64)
     for start in range(0, tr.shape[0], block):
         t = tr[start : start + block]
@@ -162,7 +170,7 @@ def _resample_numpy(x, tr, win, delta, scale, step, num_table, block: int = 8192
             for i in range(int(n_taps.max(initial=0))):
                 valid = i < n_taps
                 idx = np.where(valid, offset + i * step, 0)
-                src = np.where(valid, n - i if wing == "left" else n + i + 1, 0)
+                src = np.where(valid, (n - i if wing == "left" else n + i + 1) - x_start, 0)
                 acc += np.where(valid, (win[idx] + eta * delta[idx]) * x[src], 0.0)
         y[start : start + block] = acc
     return y
@@ -190,6 +198,19 @@ def _resample_legacy(
             f"give int({x.shape[0]} * {sr_new} / {sr_orig}) = {n_out} samples at "
             f"sr_new={sr_new}; at least one output sample is needed."
         )
+    inc = 1.0 / ratio
+    if register == "accumulated":
+        tr = _time_register(n_out, inc)
+    else:
+        tr = np.arange(n_out) * inc
+    if backend == "numba" and _get_numba_kernel() is None:
+        raise ImportError("backend='numba' needs numba: pip install numba")
+    return _resample_at(x, 0, x.shape[0], tr, ratio, numpy=backend == "numpy")
+
+
+@functools.lru_cache(maxsize=8)
+def _scaled_table(ratio: float):
+    """``(win, delta, scale, step)`` of resampy 0.2 for one rate ratio (read-only arrays)."""
     table, delta = _legacy_table()
     if ratio < 1:
         # New arrays: the cached table stays unscaled.
@@ -200,24 +221,41 @@ def _resample_legacy(
         win = table
     scale = min(1.0, ratio)
     step = int(scale * _KB_PRECISION)
-    inc = 1.0 / ratio
-    if register == "accumulated":
-        tr = _time_register(n_out, inc)
-    else:
-        tr = np.arange(n_out) * inc
+    win.setflags(write=False)
+    delta.setflags(write=False)
+    return win, delta, scale, step
 
-    kernel = _get_numba_kernel() if backend in ("auto", "numba") else None
+
+@functools.lru_cache(maxsize=8)
+def _polyphase_tables(ratio: float):
+    win, delta, _, step = _scaled_table(ratio)
+    return _polyphase(win, step), _polyphase(delta, step)
+
+
+def _resample_at(x, x_start: int, n_orig: int, tr, ratio: float, *, numpy: bool = False):
+    """Outputs at time registers ``tr`` from input samples ``x_start ..`` of an ``n_orig`` signal.
+
+    ``x`` must cover every input sample those outputs read: from
+    ``int(tr[0]) - wing`` to ``int(tr[-1]) + wing`` (clipped to the signal),
+    with ``wing = legacy_wing_length(ratio)``. This is how the streaming
+    reader resamples block by block with the whole-signal result.
+    """
+    win, delta, scale, step = _scaled_table(ratio)
+    kernel = None if numpy else _get_numba_kernel()
     if kernel is None:
-        if backend == "numba":
-            raise ImportError("backend='numba' needs numba: pip install numba")
-        return _resample_numpy(x, tr, win, delta, scale, step, _KB_PRECISION)
-    y = np.empty(n_out, dtype=np.float64)
+        return _resample_numpy(
+            x, tr, win, delta, scale, step, _KB_PRECISION, x_start=x_start, n_orig=n_orig
+        )
+    poly_win, poly_delta = _polyphase_tables(ratio)
+    y = np.empty(tr.shape[0], dtype=np.float64)
     with _NUMBA_LOCK:
         kernel(
-            x,
+            np.ascontiguousarray(x, dtype=np.float64),
+            int(x_start),
+            int(n_orig),
             tr,
-            _polyphase(win, step),
-            _polyphase(delta, step),
+            poly_win,
+            poly_delta,
             int(win.shape[0]),
             float(scale),
             int(step),
@@ -225,6 +263,12 @@ def _resample_legacy(
             y,
         )
     return y
+
+
+def legacy_wing_length(ratio: float) -> int:
+    """Most input samples one wing of the legacy filter reads, ``nwin // step``."""
+    win, _, _, step = _scaled_table(float(ratio))
+    return win.shape[0] // step
 
 
 def resample_legacy(audio: np.ndarray, sr_orig: int, sr_new: int) -> np.ndarray:
@@ -289,11 +333,13 @@ def resample(audio: np.ndarray, sr_orig: int, sr_new: int, *, exact: bool = True
         Input and target sample rates in Hz.
     exact : bool
         ``True`` (default): :func:`resample_legacy`, the official pipeline.
-        ``False``: ``resampy.resample(..., filter='kaiser_fast')`` from a
-        current resampy. **Not the official pipeline**: it is several times
-        faster but changes the signal and therefore the embeddings (by up to
-        several units on chirps, ~1-3 on noisy audio). Use it only where
-        parity with edgel3 0.2.1 does not matter.
+        ``False``: a fast standard resampler -- soxr (``quality='HQ'``) when
+        the ``soxr`` package is installed, else SciPy's polyphase
+        ``resample_poly``. **Not the official pipeline**: 10-20x faster than
+        the exact resampler but it changes the signal and therefore the
+        embeddings (measured in ``docs/performance.rst``). Use it only where
+        parity with edgel3 0.2.1 does not matter. The output has the exact
+        path's length.
 
     Returns
     -------
@@ -305,8 +351,6 @@ def resample(audio: np.ndarray, sr_orig: int, sr_new: int, *, exact: bool = True
         If a sample rate is not a positive number.
     AudioError
         If ``audio`` is not 1-D, or too short to give one output sample.
-    ImportError
-        If ``exact=False`` and resampy is not installed.
 
     Examples
     --------
@@ -326,8 +370,73 @@ def resample(audio: np.ndarray, sr_orig: int, sr_new: int, *, exact: bool = True
             f"Audio is too short to resample: {x.shape[0]} samples at sr_orig={sr_orig} "
             f"give {n_out} samples at sr_new={sr_new}."
         )
+    return _fit_length(_resample_fast(x, sr_orig, sr_new), n_out)
+
+
+def _fit_length(y: np.ndarray, n_out: int) -> np.ndarray:
+    """Trim or zero-pad to ``n_out`` samples (the exact resampler's length)."""
+    if y.shape[0] >= n_out:
+        return np.ascontiguousarray(y[:n_out], dtype=np.float64)
+    return np.concatenate([np.asarray(y, np.float64), np.zeros(n_out - y.shape[0])])
+
+
+def _resample_fast(x: np.ndarray, sr_orig, sr_new) -> np.ndarray:
     try:
-        import resampy
-    except ImportError as exc:
-        raise ImportError("resample(..., exact=False) needs resampy: pip install resampy") from exc
-    return np.asarray(resampy.resample(x, sr_orig, sr_new, filter="kaiser_fast"), np.float64)
+        import soxr
+    except ImportError:
+        from fractions import Fraction
+
+        ratio = Fraction(int(sr_new), int(sr_orig))
+        return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
+    return soxr.resample(x, sr_orig, sr_new, quality="HQ")
+
+
+class FastResampleStream:
+    """Blockwise twin of ``resample(..., exact=False)`` (soxr's stream, or whole-signal).
+
+    soxr resamples a stream with the same filter as a whole signal; without
+    soxr the blocks are collected and resampled at :meth:`flush` (so memory
+    then grows with the signal).
+
+    Parameters
+    ----------
+    sr_orig, sr_new : int
+        Rates in Hz.
+    n_orig : int
+        Total input samples (fixes the output length, ``int(n_orig * sr_new / sr_orig)``).
+    """
+
+    def __init__(self, sr_orig: int, sr_new: int, n_orig: int):
+        self.n_out = int(n_orig * float(sr_new) / sr_orig)
+        self._sr = (sr_orig, sr_new)
+        self._emitted = 0
+        try:
+            import soxr
+        except ImportError:
+            self._stream, self._pending = None, []
+        else:
+            self._stream = soxr.ResampleStream(sr_orig, sr_new, 1, dtype="float64", quality="HQ")
+
+    def _take(self, y: np.ndarray) -> np.ndarray:
+        y = y[: max(0, self.n_out - self._emitted)]
+        self._emitted += y.shape[0]
+        return np.asarray(y, np.float64)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Resample the next input block; return the outputs it completes."""
+        if self._stream is None:
+            self._pending.append(np.asarray(block, np.float64))
+            return np.zeros(0)
+        return self._take(self._stream.resample_chunk(np.asarray(block, np.float64)))
+
+    def flush(self) -> np.ndarray:
+        """The remaining outputs, padded to the exact path's length."""
+        if self._stream is None:
+            whole = np.concatenate(self._pending) if self._pending else np.zeros(0)
+            tail = _resample_fast(whole, *self._sr)
+        else:
+            tail = self._stream.resample_chunk(np.zeros(0), last=True)
+        tail = self._take(tail)
+        missing = self.n_out - self._emitted
+        self._emitted = self.n_out
+        return np.concatenate([tail, np.zeros(max(0, missing))])

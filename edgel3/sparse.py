@@ -1,0 +1,731 @@
+"""Run pruned models without computing the zeros: sparse direct convolution.
+
+The official sparse L3 models keep only 2-25 % of their conv weights (95.45 %
+plan, MODELS.md §4), yet a dense Conv2D multiplies every zero. This module
+executes such a model layer by layer outside the TensorFlow graph:
+
+* the mel front end runs in the model's own :class:`~edgel3.layers.MelSpectrogram`
+  layer (the very op the dense path runs);
+* every 3x3 'same' conv works on a *flat padded* channels-first layout: each
+  window's map is zero-padded to ``(H + 2, W + 2)`` and the windows are stacked,
+  so the input a kernel tap ``(dh, dw)`` needs is the same flat array shifted by
+  ``dh * (W + 2) + dw``. A **sparse** conv then sums, for each output channel,
+  only its non-zero taps as shifted, contiguous, vectorised multiply-adds (a
+  direct sparse convolution, no im2col); a **dense** conv stacks the 9 shifted
+  views (im2col) and calls BLAS;
+* BatchNormalization (inference) and ReLU are folded into one per-channel
+  scale and shift after each conv, fused with the 2x2 max pooling.
+
+Results equal the dense Keras model's within float32 rounding (only the
+summation order differs). Which of the two conv kernels each layer uses is
+measured once per layer on the first batch (``strategy='auto'``).
+:func:`sparse_executor` decides whether a model is worth running this way at
+all. numba is imported lazily; without numba, no sparse execution is offered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .exceptions import ParameterError
+
+__all__ = [
+    "SparseExecutor",
+    "conv_densities",
+    "kept_fraction",
+    "sparse_executor",
+    "supports",
+    "MODEL_DENSITY_THRESHOLD",
+    "MIN_WINDOWS",
+    "ENV_VAR",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Models whose convs keep more than this fraction of their multiply-adds run
+#: dense in TensorFlow: measured on 2 cores, the sparse kernel reaches about a
+#: third of the BLAS rate per multiply-add, so it wins below ~0.3-0.4 density.
+MODEL_DENSITY_THRESHOLD = 0.35
+#: Calls of fewer windows run dense: the executor's set-up (sparse index, one
+#: timed trial per layer) costs about as much as a dozen dense L3 windows.
+MIN_WINDOWS = 16
+#: Environment variable forcing the choice: ``auto`` (default), ``sparse``, ``dense``.
+ENV_VAR = "EDGEL3_SPARSE_EXEC"
+_STRATEGIES = ("auto", "sparse", "dense")
+#: Positions per work item of the sparse kernel: the output tile (8 KiB) stays in L1.
+_TILE = 2048
+#: Largest activation tensor of one chunk of windows; bounds the executor's memory.
+_ACTIVATION_BYTES = 64 * 2**20
+#: Timed repetitions of each conv kernel when choosing one per layer.
+_TRIALS = 3
+#: Positions each timed trial covers (a third of a 48 kHz window's map, all of an 8 kHz one).
+_TRIAL_POSITIONS = 16384
+#: Bytes of one im2col chunk of the dense kernel.
+_IM2COL_BYTES = 16 * 2**20
+
+_KERNELS: dict[str, object] = {}
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+def _kernels() -> dict[str, object]:
+    """Compile (or load from numba's cache) the kernels once per process."""
+    if not _KERNELS:
+        _KERNELS.update(_build_kernels())
+    return _KERNELS
+
+
+def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
+    import numba
+    from numba import prange
+
+    jit = numba.njit(parallel=True, cache=True, fastmath={"contract"})
+    zero = np.float32(0.0)
+
+    @jit
+    def sparse_conv(
+        x,
+        length,
+        indptr,
+        chan,
+        shift,
+        vals,
+        bias,
+        scale,
+        offset,
+        relu,
+        mask,
+        out,
+        start,
+        stop,
+        tile,
+    ):
+        # out[co, p] = bias[co] + sum_j vals[j] * x[chan[j], p + shift[j]]  (flat arrays),
+        # then out = relu?(scale[co] * out + offset[co]) * mask[p] while the tile is in L1.
+        # Loop bounds are slice lengths so that LLVM vectorises the inner loops.
+        n_out = bias.shape[0]
+        n_tiles = (stop - start + tile - 1) // tile
+        for job in prange(n_tiles * n_out):
+            tile_index = job // n_out
+            co = job - tile_index * n_out
+            p0 = start + tile_index * tile
+            p1 = min(p0 + tile, stop)
+            n = p1 - p0
+            o = out[co * length + p0 : co * length + p1]
+            o[:] = bias[co]
+            j = indptr[co]
+            end = indptr[co + 1]
+            while j + 8 <= end:
+                b0 = chan[j] * length + p0 + shift[j]
+                b1 = chan[j + 1] * length + p0 + shift[j + 1]
+                b2 = chan[j + 2] * length + p0 + shift[j + 2]
+                b3 = chan[j + 3] * length + p0 + shift[j + 3]
+                b4 = chan[j + 4] * length + p0 + shift[j + 4]
+                b5 = chan[j + 5] * length + p0 + shift[j + 5]
+                b6 = chan[j + 6] * length + p0 + shift[j + 6]
+                b7 = chan[j + 7] * length + p0 + shift[j + 7]
+                x0 = x[b0 : b0 + n]
+                x1 = x[b1 : b1 + n]
+                x2 = x[b2 : b2 + n]
+                x3 = x[b3 : b3 + n]
+                x4 = x[b4 : b4 + n]
+                x5 = x[b5 : b5 + n]
+                x6 = x[b6 : b6 + n]
+                x7 = x[b7 : b7 + n]
+                w0, w1, w2, w3 = vals[j], vals[j + 1], vals[j + 2], vals[j + 3]
+                w4, w5, w6, w7 = vals[j + 4], vals[j + 5], vals[j + 6], vals[j + 7]
+                for q in range(o.shape[0]):
+                    o[q] += (w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]) + (
+                        w4 * x4[q] + w5 * x5[q] + w6 * x6[q] + w7 * x7[q]
+                    )
+                j += 8
+            while j < end:
+                b0 = chan[j] * length + p0 + shift[j]
+                x0 = x[b0 : b0 + n]
+                w0 = vals[j]
+                for q in range(o.shape[0]):
+                    o[q] += w0 * x0[q]
+                j += 1
+            s = scale[co]
+            t = offset[co]
+            m = mask[p0:p1]
+            if relu:
+                for q in range(o.shape[0]):
+                    o[q] = max(s * o[q] + t, zero) * m[q]
+            else:
+                for q in range(o.shape[0]):
+                    o[q] = (s * o[q] + t) * m[q]
+
+    @jit
+    def max_pool(src, guard_s, wp_s, dst, guard_d, wp_d, n_win, h, w):
+        # 2x2 max pooling (floor) of each window's interior into dst, padding ring zeroed.
+        ho, wo = h // 2, w // 2
+        size_s = (h + 2) * wp_s
+        size_d = (ho + 2) * wp_d
+        for job in prange(src.shape[0] * n_win):
+            c = job // n_win
+            b = job - c * n_win
+            base_s = guard_s + b * size_s
+            base_d = guard_d + b * size_d
+            dst[c, base_d : base_d + wp_d] = 0.0
+            dst[c, base_d + (ho + 1) * wp_d : base_d + size_d] = 0.0
+            for r in range(ho):
+                top = src[c, base_s + (2 * r + 1) * wp_s + 1 : base_s + (2 * r + 1) * wp_s + 1 + w]
+                bot = src[c, base_s + (2 * r + 2) * wp_s + 1 : base_s + (2 * r + 2) * wp_s + 1 + w]
+                row = dst[c, base_d + (r + 1) * wp_d : base_d + (r + 2) * wp_d]
+                row[0] = 0.0
+                row[wp_d - 1] = 0.0
+                for k in range(wo):
+                    row[k + 1] = max(
+                        max(top[2 * k], top[2 * k + 1]), max(bot[2 * k], bot[2 * k + 1])
+                    )
+
+    @jit
+    def global_max(src, guard, wp, n_win, h, w, out):
+        # Embedding: the maximum of each window's whole (activated) map, per channel.
+        size = (h + 2) * wp
+        for job in prange(src.shape[0] * n_win):
+            c = job // n_win
+            b = job - c * n_win
+            best = -np.inf
+            for row in range(1, h + 1):
+                r = guard + b * size + row * wp + 1
+                best = max(best, np.max(src[c, r : r + w]))
+            out[b, c] = best
+
+    return {
+        "sparse_conv": sparse_conv,
+        "max_pool": max_pool,
+        "global_max": global_max,
+    }
+
+
+# --------------------------------------------------------------------------- model parsing
+
+
+@dataclass
+class _Conv:
+    """One 3x3 'same' conv, with the BN + ReLU that follow it folded in."""
+
+    name: str
+    kernel: np.ndarray  # (3, 3, c_in, c_out) float32
+    bias: np.ndarray  # (c_out,) float32 conv bias
+    scale: np.ndarray  # (c_out,) folded BN scale (1 without BN)
+    offset: np.ndarray  # (c_out,) folded BN shift (0 without BN)
+    relu: bool
+    pool: str = "none"  # 'none', '2x2' or 'global'
+    strategy: str = "auto"  # resolved to 'sparse' / 'dense' on the first call
+    sparse_args: dict = field(default_factory=dict)  # per-width CSR taps
+    dense_matrix: np.ndarray | None = None  # (c_out, 9 * c_in)
+    scale32: np.ndarray | None = None
+    offset32: np.ndarray | None = None
+
+    @property
+    def density(self) -> float:
+        return float(np.count_nonzero(self.kernel)) / self.kernel.size
+
+
+def _bn_affine(layer) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BN as ``scale * x + shift`` (float64)."""
+    mean = np.asarray(layer.moving_mean.numpy(), np.float64)
+    variance = np.asarray(layer.moving_variance.numpy(), np.float64)
+    gamma = (
+        np.ones_like(mean) if layer.gamma is None else np.asarray(layer.gamma.numpy(), np.float64)
+    )
+    beta = np.zeros_like(mean) if layer.beta is None else np.asarray(layer.beta.numpy(), np.float64)
+    scale = gamma / np.sqrt(variance + layer.epsilon)
+    return scale, beta - mean * scale
+
+
+def _parse(model):
+    """Turn a Keras edgel3 body into (mel layer, input affine, convs); ValueError otherwise."""
+    import keras
+
+    from .layers import MelSpectrogram
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers or not isinstance(layers[0], MelSpectrogram):
+        raise ValueError("the model does not start with a MelSpectrogram layer")
+    mel = layers[0]
+    index = 1
+    in_scale, in_shift = np.ones(1), np.zeros(1)
+    if index < len(layers) and isinstance(layers[index], keras.layers.BatchNormalization):
+        in_scale, in_shift = _bn_affine(layers[index])
+        index += 1
+    convs: list[_Conv] = []
+    height, width = mel.config.n_mels, mel.config.n_frames
+    while index < len(layers):
+        layer = layers[index]
+        if isinstance(layer, keras.layers.Conv2D):
+            if (
+                layer.kernel_size != (3, 3)
+                or layer.strides != (1, 1)
+                or layer.padding != "same"
+                or layer.dilation_rate != (1, 1)
+                or layer.groups != 1
+                or getattr(layer.activation, "__name__", "") != "linear"
+            ):
+                raise ValueError(f"unsupported conv layer {layer.name}")
+            kernel = np.asarray(layer.kernel.numpy(), np.float32)
+            bias = (
+                np.asarray(layer.bias.numpy(), np.float32)
+                if layer.use_bias
+                else np.zeros(kernel.shape[-1], np.float32)
+            )
+            conv = _Conv(
+                layer.name,
+                kernel,
+                bias,
+                np.ones(kernel.shape[-1]),
+                np.zeros(kernel.shape[-1]),
+                relu=False,
+            )
+            convs.append(conv)
+        elif isinstance(layer, keras.layers.BatchNormalization) and convs:
+            conv = convs[-1]
+            if conv.relu or conv.pool != "none" or not np.all(conv.scale == 1):
+                raise ValueError(f"unsupported layer order at {layer.name}")
+            conv.scale, conv.offset = _bn_affine(layer)
+        elif isinstance(layer, keras.layers.Activation) and convs:
+            if getattr(layer.activation, "__name__", "") != "relu":
+                raise ValueError(f"unsupported activation in {layer.name}")
+            convs[-1].relu = True
+        elif isinstance(layer, keras.layers.ReLU) and convs:
+            convs[-1].relu = True
+        elif isinstance(layer, keras.layers.MaxPooling2D) and convs:
+            pool = tuple(layer.pool_size)
+            if pool == (height, width) and layer.padding == "valid":
+                convs[-1].pool = "global"
+            elif pool == (2, 2) and tuple(layer.strides) == (2, 2) and layer.padding == "valid":
+                convs[-1].pool = "2x2"
+                height, width = height // 2, width // 2
+            else:
+                raise ValueError(f"unsupported pooling layer {layer.name}")
+        elif isinstance(layer, keras.layers.Flatten) and convs and convs[-1].pool == "global":
+            pass
+        else:
+            raise ValueError(f"unsupported layer {layer.name} ({type(layer).__name__})")
+        index += 1
+    if not convs or convs[-1].pool != "global" or any(c.pool == "global" for c in convs[:-1]):
+        raise ValueError("the model does not end with a global max pool after its last conv")
+    if in_scale.shape != (1,):
+        raise ValueError("the input BatchNormalization must have a single channel")
+    # The conv bias is added by the kernels; BN's scale/offset act on (conv + bias).
+    return mel, (float(in_scale[0]), float(in_shift[0])), convs
+
+
+def supports(model) -> bool:
+    """Whether :class:`SparseExecutor` can run ``model`` (an edgel3-style Keras body).
+
+    Parameters
+    ----------
+    model : keras.Model or any
+
+    Returns
+    -------
+    bool
+    """
+    if not hasattr(model, "layers"):
+        return False
+    try:
+        _parse(model)
+    except (ValueError, AttributeError, KeyError):
+        return False
+    return True
+
+
+def conv_densities(model) -> list[tuple[str, float, int]]:
+    """Non-zero fraction and dense multiply-adds per window of each conv layer.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model :func:`supports` accepts.
+
+    Returns
+    -------
+    list of (name, density, dense_macs)
+        ``density`` = non-zero kernel weights / kernel size; ``dense_macs`` =
+        multiply-adds of the dense conv for one window.
+    """
+    mel, _, convs = _parse(model)
+    height, width = mel.config.n_mels, mel.config.n_frames
+    rows = []
+    for conv in convs:
+        macs = height * width * conv.kernel.size
+        rows.append((conv.name, conv.density, int(macs)))
+        if conv.pool == "2x2":
+            height, width = height // 2, width // 2
+    return rows
+
+
+# --------------------------------------------------------------------------- executor
+
+
+class _Level:
+    """Geometry of the flat padded layout of one feature-map size."""
+
+    def __init__(self, height: int, width: int, n_windows: int):
+        self.height, self.width, self.n_windows = height, width, n_windows
+        self.wp = width + 2
+        self.size = (height + 2) * self.wp
+        self.guard = self.wp + 1
+        self.length = 2 * self.guard + n_windows * self.size
+
+    def shifts(self) -> np.ndarray:
+        """Flat offset of each kernel tap ``(kh, kw)``, row-major."""
+        return np.array([(kh - 1) * self.wp + (kw - 1) for kh in range(3) for kw in range(3)])
+
+
+class SparseExecutor:
+    """Callable running an edgel3 Keras model with sparse direct convolutions.
+
+    Parameters
+    ----------
+    model : keras.Model
+        An edgel3 body (mel spectrogram, input BN, 3x3 convs with BN/ReLU,
+        2x2 max pools, global max pool), e.g. from
+        :func:`edgel3.models.build_model`, pruned or not.
+    strategy : {'auto', 'sparse', 'dense'}
+        Conv kernel per layer: ``'auto'`` times both on the first batch and
+        keeps the faster one for each layer; ``'sparse'``/``'dense'`` force one.
+
+    Attributes
+    ----------
+    layer_strategies_ : dict
+        Layer name -> ``'sparse'`` or ``'dense'``, filled by the first call.
+    layer_seconds_ : dict
+        Layer name -> ``{'sparse': s, 'dense': s}`` trial times of the first
+        call (``'auto'`` only).
+
+    Raises
+    ------
+    ParameterError
+        If the model's layers are not an edgel3 body, or ``strategy`` is unknown.
+
+    Examples
+    --------
+    >>> run = SparseExecutor(model)                      # doctest: +SKIP
+    >>> run(windows).shape                               # doctest: +SKIP
+    (n, 512)
+    """
+
+    def __init__(self, model, *, strategy: str = "auto"):
+        if strategy not in _STRATEGIES:
+            raise ParameterError(
+                f"strategy must be one of {_STRATEGIES}; got strategy={strategy!r}."
+            )
+        try:
+            self._mel, self._input_affine, self._convs = _parse(model)
+        except ValueError as exc:
+            raise ParameterError(f"SparseExecutor cannot run model {model.name!r}: {exc}.") from exc
+        self.strategy = strategy
+        self.layer_strategies_: dict[str, str] = {}
+        self.layer_seconds_: dict[str, dict[str, float]] = {}
+        for conv in self._convs:
+            conv.strategy = strategy
+            conv.scale32 = conv.scale.astype(np.float32)
+            conv.offset32 = conv.offset.astype(np.float32)
+            k = conv.kernel
+            conv.dense_matrix = np.ascontiguousarray(
+                k.transpose(3, 0, 1, 2).reshape(k.shape[3], -1), dtype=np.float32
+            )
+        self._weights = [np.array(w, copy=True) for w in model.get_weights()]
+        self._mel_fn = None
+        self._buffers: dict[tuple, np.ndarray] = {}
+        self._masks: dict[tuple, np.ndarray] = {}
+
+    def matches(self, model) -> bool:
+        """Whether ``model`` still holds the weights this executor was built from.
+
+        Parameters
+        ----------
+        model : keras.Model
+
+        Returns
+        -------
+        bool
+        """
+        current = model.get_weights()
+        return len(current) == len(self._weights) and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(current, self._weights)
+        )
+
+    # ---------------------------------------------------------------- pieces
+
+    def _melspectrogram(self, batch: np.ndarray) -> np.ndarray:
+        if self._mel_fn is None:
+            import tensorflow as tf
+
+            self._mel_fn = tf.function(self._mel.call, reduce_retracing=True)
+        return np.asarray(self._mel_fn(batch))
+
+    def _sparse_args(self, conv: _Conv, level: _Level):
+        """CSR taps of ``conv`` for a layout of width ``level.wp``, cached per width."""
+        if level.wp not in conv.sparse_args:
+            kh, kw, c_in, c_out = conv.kernel.shape
+            # Rows = output channels; columns ordered by (input channel, tap) for locality.
+            k = conv.kernel.transpose(3, 2, 0, 1).reshape(c_out, c_in * kh * kw)
+            rows, cols = np.nonzero(k)
+            indptr = np.zeros(c_out + 1, np.int64)
+            np.cumsum(np.bincount(rows, minlength=c_out), out=indptr[1:])
+            chan = (cols // (kh * kw)).astype(np.int64)
+            shift = level.shifts()[cols % (kh * kw)].astype(np.int64)
+            vals = k[rows, cols].astype(np.float32)
+            conv.sparse_args[level.wp] = (indptr, chan, shift, vals)
+        return conv.sparse_args[level.wp]
+
+    def _mask(self, conv: _Conv, level: _Level) -> np.ndarray:
+        """1 inside each window's map, 0 on its padding ring (all ones before a pool)."""
+        if conv.pool != "none":
+            key = ("ones", level.length)
+            if key not in self._masks:
+                self._masks[key] = np.ones(level.length, np.float32)
+            return self._masks[key]
+        key = ("ring", level.height, level.wp, level.n_windows)
+        if key not in self._masks:
+            mask = np.zeros(level.length, np.float32)
+            maps = mask[level.guard : level.length - level.guard].reshape(
+                level.n_windows, level.height + 2, level.wp
+            )
+            maps[:, 1:-1, 1:-1] = 1.0
+            self._masks[key] = mask
+        return self._masks[key]
+
+    def _conv_sparse(self, conv, x, level, out, start, stop):
+        indptr, chan, shift, vals = self._sparse_args(conv, level)
+        _kernels()["sparse_conv"](
+            x.reshape(-1),
+            level.length,
+            indptr,
+            chan,
+            shift,
+            vals,
+            conv.bias,
+            conv.scale32,
+            conv.offset32,
+            bool(conv.relu),
+            self._mask(conv, level),
+            out.reshape(-1),
+            start,
+            stop,
+            _TILE,
+        )
+
+    def _conv_dense(self, conv, x, level, out, start, stop):
+        shifts = level.shifts()
+        c_in = x.shape[0]
+        mask = self._mask(conv, level)
+        chunk = max(256, _IM2COL_BYTES // (4 * 9 * c_in))
+        col = self._buffer(("im2col", c_in), (9 * c_in, min(chunk, stop - start)))
+        for p0 in range(start, stop, chunk):
+            p1 = min(p0 + chunk, stop)
+            n = p1 - p0
+            for k, s in enumerate(shifts):
+                col[k * c_in : (k + 1) * c_in, :n] = x[:, p0 + s : p1 + s]
+            block = out[:, p0:p1]
+            np.matmul(conv.dense_matrix, col[:, :n], out=block)
+            # The sparse kernel's epilogue, same order: (conv + bias) * scale + offset.
+            block += conv.bias[:, None]
+            block *= conv.scale32[:, None]
+            block += conv.offset32[:, None]
+            if conv.relu:
+                np.maximum(block, np.float32(0.0), out=block)
+            block *= mask[p0:p1]
+
+    def _run_conv(self, conv, x, level, out):
+        start, stop = level.guard, level.length - level.guard
+        if conv.strategy == "auto":
+            conv.strategy = self._choose(conv, x, level, out, start, stop)
+        if conv.strategy == "sparse":
+            self._conv_sparse(conv, x, level, out, start, stop)
+        else:
+            self._conv_dense(conv, x, level, out, start, stop)
+        self.layer_strategies_[conv.name] = conv.strategy
+
+    def _choose(self, conv, x, level, out, start, stop) -> str:
+        """Time both kernels on a slice of the positions; keep the faster."""
+        trial_stop = min(stop, start + _TRIAL_POSITIONS)
+        candidates = {"sparse": self._conv_sparse, "dense": self._conv_dense}
+        seconds = dict.fromkeys(candidates, np.inf)
+        for fn in candidates.values():  # warm-up (compilation, caches)
+            fn(conv, x, level, out, start, trial_stop)
+        # Interleaved, best of several: robust to other processes sharing the cores.
+        for _ in range(_TRIALS):
+            for name, fn in candidates.items():
+                tick = time.perf_counter()
+                fn(conv, x, level, out, start, trial_stop)
+                seconds[name] = min(seconds[name], time.perf_counter() - tick)
+        self.layer_seconds_[conv.name] = seconds
+        choice = "sparse" if seconds["sparse"] < seconds["dense"] else "dense"
+        logger.debug("%s (density %.3f): %s %s", conv.name, conv.density, choice, seconds)
+        return choice
+
+    def _buffer(self, key, shape) -> np.ndarray:
+        """A reused float32 work array (fresh pages cost more than the arithmetic)."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = np.zeros(shape, np.float32)  # guards stay zero: nothing writes there
+            self._buffers[key] = buf
+        return buf
+
+    def _windows_per_chunk(self, n_windows: int) -> int:
+        mel = self._mel.config
+        level = _Level(mel.n_mels, mel.n_frames, 1)
+        widest = max(conv.kernel.shape[-1] for conv in self._convs)
+        per_window = 4 * widest * level.size
+        return max(1, min(n_windows, _ACTIVATION_BYTES // per_window))
+
+    # ---------------------------------------------------------------- call
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a batch of 1-s windows.
+
+        Parameters
+        ----------
+        batch : np.ndarray [shape=(b, 1, sr) or (b, sr)]
+            Audio windows at the model's rate.
+
+        Returns
+        -------
+        np.ndarray [shape=(b, emb_dim), dtype=float32]
+        """
+        batch = np.asarray(batch, np.float32)
+        mel = self._melspectrogram(batch)[..., 0]  # (b, mels, frames)
+        out = np.empty((batch.shape[0], self._convs[-1].kernel.shape[-1]), np.float32)
+        step = self._windows_per_chunk(batch.shape[0])
+        for start in range(0, batch.shape[0], step):
+            out[start : start + step] = self._forward(mel[start : start + step])
+        return out
+
+    def _forward(self, mel: np.ndarray) -> np.ndarray:
+        kernels = _kernels()
+        n_win = mel.shape[0]
+        level = _Level(mel.shape[1], mel.shape[2], n_win)
+        x = self._buffer(("input",), (1, level.length))
+        scale, shift = self._input_affine
+        interior = x[0, level.guard : level.length - level.guard].reshape(
+            n_win, level.height + 2, level.wp
+        )
+        interior[:, 1:-1, 1:-1] = np.float32(scale) * mel + np.float32(shift)
+        for index, conv in enumerate(self._convs):
+            channels = conv.kernel.shape[-1]
+            out = self._buffer(("conv", index % 2, level.height), (channels, level.length))
+            self._run_conv(conv, x, level, out)
+            if conv.pool == "global":
+                emb = np.empty((n_win, channels), np.float32)
+                kernels["global_max"](
+                    out, level.guard, level.wp, n_win, level.height, level.width, emb
+                )
+                return emb
+            if conv.pool == "2x2":
+                nxt = _Level(level.height // 2, level.width // 2, n_win)
+                x = self._buffer(("pool", nxt.height), (channels, nxt.length))
+                kernels["max_pool"](
+                    out,
+                    level.guard,
+                    level.wp,
+                    x,
+                    nxt.guard,
+                    nxt.wp,
+                    n_win,
+                    level.height,
+                    level.width,
+                )
+                level = nxt
+            else:
+                x = out  # the padding ring was zeroed by the conv's mask
+        raise AssertionError("unreachable: _parse guarantees a final global pool")
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Alias of calling the executor (Keras-like)."""
+        return self(batch)
+
+
+# --------------------------------------------------------------------------- selection
+
+_EXECUTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _env_mode() -> str:
+    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if value not in _STRATEGIES:
+        raise ParameterError(f"{ENV_VAR} must be one of {_STRATEGIES}; got {ENV_VAR}={value!r}.")
+    return value
+
+
+def kept_fraction(model) -> float:
+    """Share of the dense conv multiply-adds a sparse execution of ``model`` keeps.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model :func:`supports` accepts.
+
+    Returns
+    -------
+    float
+        ``sum(density * macs) / sum(macs)`` over the conv layers (1.0 for a
+        dense model; about 0.115 for the 95.45 % plan).
+    """
+    rows = conv_densities(model)
+    return sum(d * macs for _, d, macs in rows) / sum(macs for _, _, macs in rows)
+
+
+def sparse_executor(model, *, mode: str | None = None) -> SparseExecutor | None:
+    """The sparse executor to run ``model`` with, or None when dense TensorFlow is better.
+
+    ``mode='auto'`` (the default, or ``$EDGEL3_SPARSE_EXEC``) picks sparse
+    execution for supported models whose convs keep at most
+    :data:`MODEL_DENSITY_THRESHOLD` of their multiply-adds (pruned models);
+    each layer then still picks its faster kernel on the first batch.
+    ``'sparse'`` uses it for any supported model (every layer sparse),
+    ``'dense'`` never. An executor is cached per model and rebuilt when the
+    model's weights change (checked on every call of this function).
+
+    Parameters
+    ----------
+    model : keras.Model or any
+    mode : {'auto', 'sparse', 'dense'} or None
+
+    Returns
+    -------
+    SparseExecutor or None
+
+    Raises
+    ------
+    ParameterError
+        If ``mode`` (or the environment variable) is not a known mode.
+    """
+    mode = _env_mode() if mode is None else mode
+    if mode not in _STRATEGIES:
+        raise ParameterError(f"mode must be one of {_STRATEGIES}; got mode={mode!r}.")
+    if mode == "dense" or not supports(model):
+        return None
+    if mode == "auto":
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return None
+        if kept_fraction(model) > MODEL_DENSITY_THRESHOLD:
+            return None
+    strategy = "auto" if mode == "auto" else "sparse"
+    try:
+        cached = _EXECUTORS.get(model)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and cached.strategy == strategy and cached.matches(model):
+        return cached
+    executor = SparseExecutor(model, strategy=strategy)
+    try:
+        _EXECUTORS[model] = executor
+    except TypeError:
+        pass
+    return executor
