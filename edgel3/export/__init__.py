@@ -29,9 +29,9 @@ _LAZY = {
     "ExportResult": "convert",
     "memory_report": "memory",
     "MemoryReport": "memory",
-    "Budget": "memory",
-    "BUDGETS": "memory",
-    "parse_budget": "memory",
+    "Budget": "budgets",
+    "BUDGETS": "budgets",
+    "parse_budget": "budgets",
     "LiteRTModel": "runtime",
     "compare_embeddings": "fidelity",
 }

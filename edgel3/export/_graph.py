@@ -378,6 +378,7 @@ def graph_from_tflite(buf: bytes, name: str = "model") -> Graph:
     nodes: list[Node] = []
     dequantized_bytes = 0
     param_tensors: set[int] = set()
+    seen_kernels: set[int] = set()
     for k in range(subgraph.OperatorsLength()):
         op = subgraph.Operators(k)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -401,7 +402,13 @@ def graph_from_tflite(buf: bytes, name: str = "model") -> Graph:
         constants = [i for i in ins if i >= 0 and i in data]
         node = _tflite_node(f"{k}:{op_name}", op_name, activations, outs, constants, tensors, data)
         node.params = sum(tensors[i].size for i in params)
+        if node.kernels:
+            weight = aliases.get(constants[0], constants[0])
+            if weight in seen_kernels:  # a kernel shared by several ops is stored once
+                node.kernels = []
+            seen_kernels.add(weight)
         nodes.append(node)
+    _mark_frontend(nodes)
     graph_inputs = [int(i) for i in subgraph.InputsAsNumpy()]
     graph_outputs = [int(i) for i in subgraph.OutputsAsNumpy()]
     graph = Graph(name, "tflite", tensors, nodes, graph_inputs, graph_outputs)
@@ -410,6 +417,18 @@ def graph_from_tflite(buf: bytes, name: str = "model") -> Graph:
     graph.file_bytes = len(buf)
     graph.params = sum(tensors[i].size for i in param_tensors)
     return graph
+
+
+def _mark_frontend(nodes: list[Node]) -> None:
+    """In a graph with an in-graph STFT, the mel product before the first conv is front end."""
+    if not any(n.label == "RFFT2D" for n in nodes):
+        return
+    for node in nodes:
+        if node.kind == "conv":
+            return
+        if node.kind == "dense":
+            node.kind = "frontend"
+            node.kernels = []
 
 
 def _is_parameter(op_name: str, position: int, dtype: str) -> bool:

@@ -77,12 +77,13 @@ def format_report(report, *, layers: bool = True) -> str:
             f"{row['best']:>14,} {row['nonzero_kernel_values']:>24,}"
         )
     lines.append("")
-    lines.append("  peak live activations (bytes; worst kernel)")
+    lines.append("  peak activations (bytes; worst kernel)")
     for schedule, by_precision in report.peaks.items():
         cells = "; ".join(
-            f"{key} {fmt_bytes(v['bytes'])} at {v['node']}" for key, v in by_precision.items()
+            f"{key} {fmt_bytes(v['bytes'])}" + (f" at {v['node']}" if v["node"] else "")
+            for key, v in by_precision.items()
         )
-        lines.append(f"  {schedule:10} {cells}")
+        lines.append(f"  {_SCHEDULE_LABELS[schedule]:10} {cells}")
     if report.checks:
         lines.append("")
         lines.extend(_budget_table(report))
@@ -104,32 +105,38 @@ def format_report(report, *, layers: bool = True) -> str:
     return "\n".join(lines)
 
 
+_SCHEDULE_LABELS = {None: "", "sequential": "sequential", "arena": "arena", "inplace": "in-place"}
+
+
 def _budget_table(report) -> list[str]:
     lines = []
-    budgets = list(dict.fromkeys(c["budget"] for c in report.checks))
-    for budget in budgets:
+    for budget in dict.fromkeys(c["budget"] for c in report.checks):
         checks = [c for c in report.checks if c["budget"] == budget]
         limits = {c["item"]: c["limit"] for c in checks}
+        note = (
+            "  (ram = activations + 1-s float32 window + one STFT frame)" if "ram" in limits else ""
+        )
         lines.append(
             f"  budget {budget}: "
             + ", ".join(f"{item} {_short(limit)}" for item, limit in limits.items())
-            + "  (ram = peak activations + 1-s float32 window + one STFT frame)"
+            + note
         )
-        columns = list(dict.fromkeys((c["item"], c["schedule"]) for c in checks))
-        header = "".join(
-            f"{item + ('' if s is None else ' ' + ('seq' if s == 'sequential' else 'in-pl')):>22}"
-            for item, s in columns
-        )
-        lines.append(f"  {'row':16}{header}")
+        items = [item for item in ("inference", "ram") if item in limits]
+        header = f"  {'row':16}{'flash':>20}   {'schedule':10}" + "".join(f"{i:>20}" for i in items)
+        lines.append(header)
+        cell = {(c["row"], c["item"], c["schedule"]): c for c in checks}
+
+        def fmt(c):
+            return f"{('PASS ' if c['ok'] else 'FAIL ') + _short(c['bytes']):>20}"
+
         for row in dict.fromkeys(c["row"] for c in checks):
-            cells = []
-            for item, schedule in columns:
-                match = [
-                    c
-                    for c in checks
-                    if c["row"] == row and c["item"] == item and c["schedule"] == schedule
-                ]
-                c = match[0]
-                cells.append(f"{('PASS ' if c['ok'] else 'FAIL ') + _short(c['bytes']):>22}")
-            lines.append(f"  {row:16}" + "".join(cells))
+            flash = cell.get((row, "flash", None))
+            schedules = (
+                [s for s in _SCHEDULE_LABELS if s and (row, items[0], s) in cell] if items else []
+            )
+            for n, schedule in enumerate(schedules or [None]):
+                first = f"  {row if n == 0 else '':16}"
+                first += fmt(flash) if (flash and n == 0) else " " * 20
+                first += f"   {_SCHEDULE_LABELS[schedule]:10}"
+                lines.append(first + "".join(fmt(cell[(row, i, schedule)]) for i in items))
     return lines

@@ -98,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resizable batch axis (default: batch 1, static shapes for microcontrollers)",
     )
     parser.add_argument(
+        "--bands",
+        type=_positive_int,
+        default=d["bands"],
+        help="backbone: run the first (full-resolution) stage in N bands, one after the "
+        "other, for a smaller LiteRT-Micro arena (default: %(default)s, no banding)",
+    )
+    parser.add_argument(
         "--check",
         nargs="+",
         metavar="AUDIO",
@@ -126,7 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then optionally check fidelity and print the memory report."""
-    from .convert import _resolve, calibration_data, export_model
+    from .calibration import calibration_data
+    from .convert import _resolve, export_model
 
     model = _resolve(args.model)
     result = export_model(
@@ -138,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_windows=args.calibration_windows,
         calibration_hop=args.calibration_hop,
         batch_size=None if args.dynamic_batch else 1,
+        bands=args.bands,
     )
     print(
         f"wrote {result.path} ({result.size:,} bytes; {result.variant}, {result.quantization}"

@@ -38,6 +38,7 @@ from ..exceptions import EdgeL3Warning, ParameterError
 from ..files import atomic_write
 from ..specs import FrontendConfig
 from ..version import __version__
+from .calibration import DEFAULT_CALIBRATION_HOP, DEFAULT_CALIBRATION_WINDOWS, calibration_inputs
 from .runtime import frontend_to_dict, sidecar_path
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "VARIANTS",
     "ExportResult",
     "backbone_model",
-    "calibration_data",
     "export_model",
     "frontend_description",
 ]
@@ -66,8 +66,6 @@ _FULL_CAVEATS = {
     ),
 }
 VARIANTS = ("full", "backbone")
-DEFAULT_CALIBRATION_WINDOWS = 200
-DEFAULT_CALIBRATION_HOP = 0.5
 
 
 @dataclass(frozen=True)
@@ -173,120 +171,32 @@ def frontend_description(config: FrontendConfig) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- calibration
-
-
-def calibration_data(
-    sources,
-    sample_rate: int,
-    *,
-    max_windows: int = DEFAULT_CALIBRATION_WINDOWS,
-    hop_size: float = DEFAULT_CALIBRATION_HOP,
-) -> np.ndarray:
-    """1-s audio windows for int8 calibration, drawn evenly from files and folders.
-
-    Each file is read, mixed to mono, resampled to ``sample_rate`` (the exact
-    legacy resampler) and cut into windows every ``hop_size`` seconds; files
-    and windows are taken at even spacing so that at most ``max_windows``
-    windows come from as many files as possible.
-
-    Parameters
-    ----------
-    sources : path-like or sequence of path-like
-        Audio files and/or directories (searched recursively).
-    sample_rate : int
-        The model's rate.
-    max_windows : int
-    hop_size : float
-        Seconds between windows within a file.
-
-    Returns
-    -------
-    np.ndarray [shape=(n, sample_rate), dtype=float32]
-
-    Raises
-    ------
-    AudioError
-        If a source is missing or unreadable, or no audio file is found.
-    """
-    from ..core import _check_hop_size
-    from ..exceptions import AudioError
-    from ..files import collect_audio_files, read_audio
-    from ..frontend import downmix, frame_audio, resample
-
-    _check_hop_size(hop_size)
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    files = collect_audio_files(sources)
-    if not files:
-        raise AudioError(f"No audio files found for calibration in {list(map(str, sources))}.")
-    n_files = min(len(files), max_windows)
-    chosen = [files[i] for i in np.linspace(0, len(files) - 1, n_files).round().astype(int)]
-    per_file = -(-max_windows // n_files)
-    windows = []
-    for path in chosen:
-        audio, sr = read_audio(path)
-        mono = downmix(audio)
-        if sr != sample_rate:
-            mono = resample(mono, sr, sample_rate)
-        framed = frame_audio(mono, sample_rate, hop_size=hop_size, center=False)
-        pick = np.linspace(0, len(framed) - 1, min(per_file, len(framed))).round().astype(int)
-        windows.append(np.asarray(framed[pick], dtype=np.float32))
-    stacked = np.concatenate(windows)
-    keep = np.linspace(0, len(stacked) - 1, min(max_windows, len(stacked))).round().astype(int)
-    return stacked[keep]
-
-
-def _calibration_inputs(calibration, variant, frontend, sample_rate, max_windows, hop_size):
-    """Network inputs (windows or log-mel patches) for the representative dataset."""
-    from ..frontend import melspectrogram
-
-    if calibration is None:
-        raise ParameterError(
-            "quantization='int8' needs calibration audio: pass calibration=<files or folders> "
-            "(real recordings like the ones the model will see) or an array of windows."
-        )
-    if isinstance(calibration, np.ndarray):
-        data = np.asarray(calibration, dtype=np.float32)
-        if frontend is not None and data.shape[1:] == (frontend.n_mels, frontend.n_frames, 1):
-            if variant != "backbone":
-                raise ParameterError("log-mel calibration patches only fit variant='backbone'.")
-            return data[:max_windows]
-        if data.ndim == 3 and data.shape[1] == 1:
-            data = data[:, 0]
-        if data.ndim != 2 or data.shape[1] != sample_rate:
-            raise ParameterError(
-                f"calibration windows must have shape (n, {sample_rate}) or (n, 1, "
-                f"{sample_rate}); got shape {calibration.shape}."
-            )
-        windows = data[:max_windows]
-    else:
-        windows = calibration_data(
-            calibration, sample_rate, max_windows=max_windows, hop_size=hop_size
-        )
-    if len(windows) == 0:
-        raise ParameterError("calibration gave no windows.")
-    if variant == "backbone":
-        return melspectrogram(windows, frontend)
-    return windows[:, None, :]
-
-
 # --------------------------------------------------------------------------- conversion
 
 
-def _convert(network, quantization: str, batch_size, representative) -> bytes:
+def _convert(network, quantization: str, batch_size, representative, bands: int = 1) -> bytes:
     import keras
     import tensorflow as tf
 
     shape = (batch_size, *network.input_shape[1:])
+    if bands > 1:
+        from .banded import BandedBackbone
+
+        serve = BandedBackbone(network, bands)
+    else:
+
+        def serve(x):
+            return network(x, training=False)
+
     with tempfile.TemporaryDirectory(prefix="edgel3_export_") as tmp:
-        network.export(
-            tmp,
-            format="tf_saved_model",
-            verbose=False,
-            input_signature=[keras.InputSpec(shape=shape, dtype="float32")],
+        # Ops are traced in call order, which the converter keeps (bands stay sequential).
+        archive = keras.export.ExportArchive()
+        archive.track(network)
+        archive.add_endpoint(
+            "serve", serve, input_signature=[keras.InputSpec(shape=shape, dtype="float32")]
         )
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
         if quantization != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantization == "float16":
@@ -327,6 +237,7 @@ def export_model(
     calibration_windows: int = DEFAULT_CALIBRATION_WINDOWS,
     calibration_hop: float = DEFAULT_CALIBRATION_HOP,
     batch_size: int | None = 1,
+    bands: int = 1,
 ) -> ExportResult:
     """Export an embedding model to a LiteRT flatbuffer plus a sidecar JSON.
 
@@ -351,6 +262,12 @@ def export_model(
     batch_size : int or None
         Fixed batch of the exported input (1: static shapes, as a
         microcontroller wants); None for a resizable batch.
+    bands : int
+        Backbone only: run the first stage (the convs before the first
+        pooling, at full resolution) in this many horizontal bands, one after
+        the other (:mod:`edgel3.export.banded`): same embeddings, a smaller
+        LiteRT-Micro arena (SEA-64 int8: 200 -> 100 KiB with 3 bands), a
+        slightly larger file. 1: no banding.
 
     Returns
     -------
@@ -386,6 +303,12 @@ def export_model(
         )
     if quantization in _FULL_CAVEATS and variant == "full":
         warnings.warn(_FULL_CAVEATS[quantization], EdgeL3Warning, stacklevel=2)
+    if not isinstance(bands, int) or isinstance(bands, bool) or bands < 1:
+        raise ParameterError(f"bands must be a positive int; got bands={bands!r}.")
+    if bands > 1 and variant != "backbone":
+        raise ParameterError(
+            f"bands={bands} splits the backbone's first stage: use variant='backbone'."
+        )
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ParameterError(f"batch_size must be a positive int or None; got {batch_size!r}.")
     if not isinstance(calibration_windows, int) or calibration_windows < 1:
@@ -402,10 +325,14 @@ def export_model(
         network = keras_model
     representative = None
     if quantization == "int8":
-        representative = _calibration_inputs(
+        representative = calibration_inputs(
             calibration, variant, frontend, sample_rate, calibration_windows, calibration_hop
         )
-    flatbuffer = _convert(network, quantization, batch_size, representative)
+    if bands > 1:
+        from .banded import BandedBackbone
+
+        BandedBackbone(network, bands)  # check the structure before converting
+    flatbuffer = _convert(network, quantization, batch_size, representative, bands)
     path = Path(path)
     with atomic_write(path) as handle:
         handle.write(flatbuffer)
@@ -418,6 +345,7 @@ def export_model(
         sample_rate,
         calibration,
         0 if representative is None else len(representative),
+        bands,
     )
     side = sidecar_path(path)
     with atomic_write(side) as handle:
@@ -443,7 +371,9 @@ def _io_description(detail: dict) -> dict:
     }
 
 
-def _describe(model, flatbuffer, variant, quantization, frontend, sample_rate, calibration, n_cal):
+def _describe(
+    model, flatbuffer, variant, quantization, frontend, sample_rate, calibration, n_cal, bands
+):
     from .runtime import _make_interpreter
 
     interpreter = _make_interpreter(flatbuffer, None)
@@ -458,6 +388,7 @@ def _describe(model, flatbuffer, variant, quantization, frontend, sample_rate, c
         "source_model": model.name,
         "variant": variant,
         "quantization": quantization,
+        "bands": bands,
         "sample_rate": int(sample_rate),
         "emb_dim": int(model.output_shape[-1]),
         "input": _io_description(interpreter.get_input_details()[0]),

@@ -7,18 +7,12 @@ For a Keras model or an exported ``.tflite`` file, :func:`memory_report` gives
   + non-zero values) for pruned models;
 - multiply-accumulates per 1-s window (convs / dense layers, and the front end);
 - the largest activation tensor (the figure the EdgeL3 and SEA papers quote)
-  and the true peak of simultaneously live activations when the kernels run
-  one after the other, under two schedules:
-
-  ``sequential``
-      every kernel holds its whole input and output (what the LiteRT-Micro
-      arena planner needs; BatchNormalization and ReLU are fused into the
-      preceding conv as the converter fuses them);
-  ``inplace``
-      elementwise ops and pools overwrite their input, and a stride-1 'same'
-      conv whose output rows are no wider than its input rows writes over its
-      input with a delay of ``(k - 1) // 2 + 1`` output rows;
-
+  and the peak of simultaneously live activations when the kernels run one
+  after the other (BatchNormalization and ReLU fused into the preceding conv,
+  as the LiteRT converter fuses them), three ways: ``sequential`` (the live
+  sum, a lower bound), ``arena`` (what LiteRT-Micro's greedy planner
+  allocates) and ``inplace`` (with in-place elementwise ops, pools and
+  row-streamed convs); see :mod:`edgel3.export._schedule`;
 - a pass/fail table against named (``'cortex-m7'``) or user budgets.
 
 Units: sizes in bytes; ``KiB``/``MiB`` are powers of 1024 (as in MCU
@@ -30,14 +24,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from ._graph import Graph, graph_from_keras, graph_from_tflite, row_bytes
+from ._graph import Graph, graph_from_keras, graph_from_tflite
+from ._schedule import PRECISIONS, SCHEDULES, arena_size, peak, tensor_bytes
+from .budgets import BUDGETS, Budget, parse_budget, parse_size
 
 __all__ = [
     "Budget",
@@ -49,109 +44,6 @@ __all__ = [
     "parse_size",
     "sparse_sizes",
 ]
-
-KIB = 1024
-MIB = 1024 * 1024
-
-#: Bytes per stored parameter and per activation value. LiteRT's float16 models
-#: store fp16 weights but compute (and keep activations) in float32.
-PRECISIONS: dict[str, tuple[int, int]] = {"float32": (4, 4), "float16": (2, 4), "int8": (1, 1)}
-SCHEDULES = ("sequential", "inplace")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Memory limits of a target device, in bytes (``None``: not checked).
-
-    Parameters
-    ----------
-    name : str
-    flash : int, optional
-        Room for the stored model (static size).
-    ram : int, optional
-        Room for the peak activations plus the 1-s audio window (float32) and
-        one STFT frame of the front end.
-    inference : int, optional
-        Room for the peak activations alone.
-    """
-
-    name: str
-    flash: int | None = None
-    ram: int | None = None
-    inference: int | None = None
-
-
-#: Named budgets. ``cortex-m7``: the SONYC mote (STM32H7), PIPELINES.md §6.
-BUDGETS: dict[str, Budget] = {
-    "cortex-m7": Budget("cortex-m7", flash=2 * MIB, ram=1 * MIB, inference=512 * KIB),
-}
-
-_UNITS = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB}
-
-
-def parse_size(text) -> int:
-    """Read a size: an int (bytes) or a string like ``'512KiB'``, ``'2 MB'``, ``'1.5M'``.
-
-    ``K``, ``KB`` and ``KiB`` all mean 1024 bytes; ``M``, ``MB``, ``MiB`` 1024².
-
-    Raises
-    ------
-    ParameterError
-        If the text is not a non-negative size.
-    """
-    if isinstance(text, (int, np.integer)) and not isinstance(text, bool) and text >= 0:
-        return int(text)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if match is None or match.group(2).lower() not in _UNITS:
-        raise ParameterError(
-            f"Invalid size {text!r}: expected bytes or a number with a unit "
-            "(B, KiB/KB/K, MiB/MB/M), e.g. '512KiB'."
-        )
-    return int(round(float(match.group(1)) * _UNITS[match.group(2).lower()]))
-
-
-def parse_budget(spec) -> Budget:
-    """Turn a budget name, a spec string, a mapping or a :class:`Budget` into a Budget.
-
-    Parameters
-    ----------
-    spec : str, dict or Budget
-        A name from :data:`BUDGETS` (``'cortex-m7'``), or
-        ``'[name:]flash=2MiB,ram=1MiB,inference=512KiB'`` (any subset), or a
-        dict with those keys.
-
-    Raises
-    ------
-    ParameterError
-        For unknown names, keys or sizes.
-    """
-    if isinstance(spec, Budget):
-        return spec
-    if isinstance(spec, dict):
-        items = dict(spec)
-        name = str(items.pop("name", "custom"))
-    else:
-        text = str(spec).strip()
-        if text.lower() in BUDGETS:
-            return BUDGETS[text.lower()]
-        if "=" not in text:
-            raise ParameterError(
-                f"Unknown budget {text!r}: use one of {sorted(BUDGETS)} or "
-                "'name:flash=2MiB,ram=1MiB,inference=512KiB'."
-            )
-        name, _, body = text.rpartition(":")
-        items = {}
-        for part in filter(None, (p.strip() for p in body.split(","))):
-            key, _, value = part.partition("=")
-            items[key.strip().lower()] = value
-        name = name.strip() or "custom"
-    unknown = set(items) - {"flash", "ram", "inference"}
-    if unknown or not items:
-        raise ParameterError(
-            f"Invalid budget {spec!r}: keys must be among flash, ram, inference; "
-            f"got {sorted(items) or 'none'}."
-        )
-    return Budget(name, **{key: parse_size(value) for key, value in items.items()})
 
 
 # --------------------------------------------------------------------------- sparse encodings
@@ -191,76 +83,6 @@ def sparse_sizes(kernel: np.ndarray, value_bytes: int, *, channels_last: bool = 
         "bitmap": math.ceil(n / 8) + values,
         "csr": values + nonzero * index_bytes + (rows + 1) * 4,
     }
-
-
-# --------------------------------------------------------------------------- liveness
-
-
-def _buffers(graph: Graph, nodes) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
-    """Map tensors to buffers (reshapes share their input's) and each buffer's live range."""
-    parent: dict[int, int] = {}
-
-    def find(t: int) -> int:
-        while parent.get(t, t) != t:
-            t = parent[t]
-        return t
-
-    for node in nodes:
-        if node.kind == "alias" and node.inputs and node.outputs:
-            parent[find(node.outputs[0])] = find(node.inputs[0])
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i, node in enumerate(nodes):
-        for t in node.inputs:
-            b = find(t)
-            first.setdefault(b, 0)  # a tensor used before being produced: a graph input
-            last[b] = i
-        for t in node.outputs:
-            b = find(t)
-            first.setdefault(b, i)
-            last[b] = max(last.get(b, i), i)
-    for t in graph.outputs:
-        if find(t) in first:
-            last[find(t)] = len(nodes)
-    return {t: find(t) for t in range(len(graph.tensors))}, first, last
-
-
-def _tensor_bytes(graph: Graph, precision: str | None):
-    def size(t: int) -> int:
-        tensor = graph.tensors[t]
-        if precision is None:
-            return tensor.size * np.dtype(tensor.dtype or "float32").itemsize
-        complex_factor = 2 if (tensor.dtype or "").startswith("complex") else 1
-        return tensor.size * PRECISIONS[precision][1] * complex_factor
-
-    return size
-
-
-def _peak(graph: Graph, nodes, precision: str | None, schedule: str) -> tuple[int, int, list]:
-    """Peak live activation bytes: (bytes, index of the worst node, bytes at every node)."""
-    owner, first, last = _buffers(graph, nodes)
-    size = _tensor_bytes(graph, precision)
-    buffer_size = {b: size(b) for b in first}
-    per_node = []
-    for i, node in enumerate(nodes):
-        live = sum(s for b, s in buffer_size.items() if first[b] <= i <= last[b])
-        if schedule == "inplace" and node.inputs and node.outputs and node.kind != "alias":
-            b_in, b_out = owner[node.inputs[0]], owner[node.outputs[0]]
-            dies = last[b_in] == i and b_in != b_out
-            s_in, s_out = buffer_size[b_in], buffer_size[b_out]
-            if dies and node.kind in ("elementwise", "pool") and s_out <= s_in:
-                live -= s_out
-            elif dies and node.kind == "conv" and node.halo_rows:
-                t_in, t_out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
-                if row_bytes(t_out, 1) <= row_bytes(t_in, 1):
-                    # Output rows wait in a small ring until the input rows they cover die.
-                    per_row = s_out // max(t_out.shape[1] if len(t_out.shape) > 1 else 1, 1)
-                    live -= s_out - min(node.halo_rows * per_row, s_out)
-        per_node.append(live)
-    if not per_node:
-        return 0, -1, []
-    worst = int(np.argmax(per_node))
-    return int(per_node[worst]), worst, per_node
 
 
 # --------------------------------------------------------------------------- report
@@ -460,10 +282,10 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
         tensor = graph.tensors[big]
         largest.update(name=tensor.name, shape=list(tensor.shape), elements=tensor.size)
         for precision in PRECISIONS:
-            largest["bytes"][precision] = _tensor_bytes(graph, precision)(big)
+            largest["bytes"][precision] = tensor_bytes(graph, precision)(big)
         if is_tflite:
-            heaviest = max(used, key=_tensor_bytes(graph, None))
-            largest["bytes"]["exported"] = _tensor_bytes(graph, None)(heaviest)
+            heaviest = max(used, key=tensor_bytes(graph, None))
+            largest["bytes"]["exported"] = tensor_bytes(graph, None)(heaviest)
             largest["exported_name"] = graph.tensors[heaviest].name
 
     peaks: dict = {}
@@ -471,8 +293,11 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
     for schedule in SCHEDULES:
         peaks[schedule] = {}
         for precision in precisions:
-            value, worst, per_node = _peak(graph, nodes, precision, schedule)
             key = labels.get(precision, precision)
+            if schedule == "arena":
+                peaks[schedule][key] = {"bytes": arena_size(graph, nodes, precision), "node": ""}
+                continue
+            value, worst, per_node = peak(graph, nodes, precision, schedule)
             peaks[schedule][key] = {"bytes": value, "node": nodes[worst].name if nodes else ""}
             per_node_live[(schedule, key)] = per_node
 

@@ -1,0 +1,114 @@
+"""Device memory budgets: named ones (``cortex-m7``) and user-defined, with size parsing.
+
+Sizes are bytes; ``K``/``KB``/``KiB`` all mean 1024 bytes and ``M``/``MB``/``MiB``
+1024², as in microcontroller datasheets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import ParameterError
+
+__all__ = ["KIB", "MIB", "Budget", "BUDGETS", "parse_budget", "parse_size"]
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Memory limits of a target device, in bytes (``None``: not checked).
+
+    Parameters
+    ----------
+    name : str
+    flash : int, optional
+        Room for the stored model (static size).
+    ram : int, optional
+        Room for the peak activations plus the 1-s audio window (float32) and
+        one STFT frame of the front end.
+    inference : int, optional
+        Room for the peak activations alone.
+    """
+
+    name: str
+    flash: int | None = None
+    ram: int | None = None
+    inference: int | None = None
+
+
+#: Named budgets. ``cortex-m7``: the SONYC mote (STM32H7), PIPELINES.md §6.
+BUDGETS: dict[str, Budget] = {
+    "cortex-m7": Budget("cortex-m7", flash=2 * MIB, ram=1 * MIB, inference=512 * KIB),
+}
+
+_UNITS = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB}
+
+
+def parse_size(text) -> int:
+    """Read a size: an int (bytes) or a string like ``'512KiB'``, ``'2 MB'``, ``'1.5M'``.
+
+    ``K``, ``KB`` and ``KiB`` all mean 1024 bytes; ``M``, ``MB``, ``MiB`` 1024².
+
+    Raises
+    ------
+    ParameterError
+        If the text is not a non-negative size.
+    """
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool) and text >= 0:
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ParameterError(
+            f"Invalid size {text!r}: expected bytes or a number with a unit "
+            "(B, KiB/KB/K, MiB/MB/M), e.g. '512KiB'."
+        )
+    return int(round(float(match.group(1)) * _UNITS[match.group(2).lower()]))
+
+
+def parse_budget(spec) -> Budget:
+    """Turn a budget name, a spec string, a mapping or a :class:`Budget` into a Budget.
+
+    Parameters
+    ----------
+    spec : str, dict or Budget
+        A name from :data:`BUDGETS` (``'cortex-m7'``), or
+        ``'[name:]flash=2MiB,ram=1MiB,inference=512KiB'`` (any subset), or a
+        dict with those keys.
+
+    Raises
+    ------
+    ParameterError
+        For unknown names, keys or sizes.
+    """
+    if isinstance(spec, Budget):
+        return spec
+    if isinstance(spec, dict):
+        items = dict(spec)
+        name = str(items.pop("name", "custom"))
+    else:
+        text = str(spec).strip()
+        if text.lower() in BUDGETS:
+            return BUDGETS[text.lower()]
+        if "=" not in text:
+            raise ParameterError(
+                f"Unknown budget {text!r}: use one of {sorted(BUDGETS)} or "
+                "'name:flash=2MiB,ram=1MiB,inference=512KiB'."
+            )
+        name, _, body = text.rpartition(":")
+        items = {}
+        for part in filter(None, (p.strip() for p in body.split(","))):
+            key, _, value = part.partition("=")
+            items[key.strip().lower()] = value
+        name = name.strip() or "custom"
+    unknown = set(items) - {"flash", "ram", "inference"}
+    if unknown or not items:
+        raise ParameterError(
+            f"Invalid budget {spec!r}: keys must be among flash, ram, inference; "
+            f"got {sorted(items) or 'none'}."
+        )
+    return Budget(name, **{key: parse_size(value) for key, value in items.items()})
