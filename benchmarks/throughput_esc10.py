@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -32,11 +33,13 @@ def run_once(engine: str, files, model: str, workdir: Path, ray_cpus: int) -> di
     from edgel3.parallel import embed_files
 
     out = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{engine}-"))
+    before = _cpu_seconds()
     if engine == "ray":
         summary = embed_files_ray(files, out, model=model, concurrency=ray_cpus)
     else:
         jobs = int(engine.removeprefix("jobs"))
         summary = embed_files(files, out, model=model, jobs=jobs, output_format="parquet")
+    cpu = _cpu_seconds() - before
     shutil.rmtree(out)
     if summary.count("written") != len(files):
         raise RuntimeError(f"{engine}: {summary.count('failed')} files failed")
@@ -45,7 +48,16 @@ def run_once(engine: str, files, model: str, workdir: Path, ray_cpus: int) -> di
         "files_per_s": summary.files_per_second,
         "audio_s_per_s": summary.audio_seconds_per_second,
         "audio_seconds": summary.audio_seconds,
+        "load_average_1min": os.getloadavg()[0],  # other users of the CPU during the run
+        # This process and its (reaped) workers; Ray actors are not our children: None.
+        "cpu_seconds": None if engine == "ray" else cpu,
     }
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv=None) -> int:
@@ -84,7 +96,11 @@ def main(argv=None) -> int:
                 best = min(runs, key=lambda r: r["seconds"])
                 print(
                     f"{engine:6} {len(files)} files  "
-                    + "  ".join(f"{r['seconds']:.1f}s" for r in runs)
+                    + "  ".join(
+                        f"{r['seconds']:.1f}s (load {r['load_average_1min']:.1f}"
+                        + (f", {r['cpu_seconds']:.0f} cpu-s)" if r["cpu_seconds"] else ")")
+                        for r in runs
+                    )
                     + f"  best: {best['files_per_s']:.2f} files/s, "
                     f"{best['audio_s_per_s']:.1f} audio-s/s",
                     flush=True,
