@@ -18,6 +18,7 @@ setup(
     license="MIT",
     packages=find_packages(include=["edgel3", "edgel3.*"]),
     include_package_data=True,
+    package_data={"edgel3.bundled": ["tiny.keras", "tiny.json"]},  # the offline model
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",

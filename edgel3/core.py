@@ -167,6 +167,10 @@ def _resolve_model(model, model_type, emb_dim, retrain_type, sparsity):
         return load_embedding_model(model_type, emb_dim, retrain_type, sparsity)
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
+        if text == "tiny":  # bundled with the package: never downloaded
+            from .bundled import TINY_PATH
+
+            return load_model_file(TINY_PATH)
         if os.path.exists(text):
             return load_model_file(text)
         try:
