@@ -25,14 +25,15 @@ all. numba is imported lazily; without numba, no sparse execution is offered.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 import weakref
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._sparse_kernels import _Conv, _kernels, _parse
 from .exceptions import ParameterError
 
 __all__ = [
@@ -61,7 +62,10 @@ _STRATEGIES = ("auto", "sparse", "dense")
 #: Positions per work item of the sparse kernel: the output tile (8 KiB) stays in L1.
 _TILE = 2048
 #: Largest activation tensor of one chunk of windows; bounds the executor's memory.
-_ACTIVATION_BYTES = 64 * 2**20
+_ACTIVATION_BYTES = 16 * 2**20
+#: Layers at most this dense run sparse without a trial (measured 5-20x faster at
+#: 2-25 % density on the L3 layers; the dense trial would cost memory and time).
+_ALWAYS_SPARSE = 0.3
 #: Timed repetitions of each conv kernel when choosing one per layer.
 _TRIALS = 3
 #: Positions each timed trial covers (a third of a 48 kHz window's map, all of an 8 kHz one).
@@ -69,256 +73,7 @@ _TRIAL_POSITIONS = 16384
 #: Bytes of one im2col chunk of the dense kernel.
 _IM2COL_BYTES = 16 * 2**20
 
-_KERNELS: dict[str, object] = {}
-
-
-# --------------------------------------------------------------------------- numba kernels
-
-
-def _kernels() -> dict[str, object]:
-    """Compile (or load from numba's cache) the kernels once per process."""
-    if not _KERNELS:
-        _KERNELS.update(_build_kernels())
-    return _KERNELS
-
-
-def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
-    import numba
-    from numba import prange
-
-    jit = numba.njit(parallel=True, cache=True, fastmath={"contract"})
-    zero = np.float32(0.0)
-
-    @jit
-    def sparse_conv(
-        x,
-        length,
-        indptr,
-        chan,
-        shift,
-        vals,
-        bias,
-        scale,
-        offset,
-        relu,
-        mask,
-        out,
-        start,
-        stop,
-        tile,
-    ):
-        # out[co, p] = bias[co] + sum_j vals[j] * x[chan[j], p + shift[j]]  (flat arrays),
-        # then out = relu?(scale[co] * out + offset[co]) * mask[p] while the tile is in L1.
-        # Loop bounds are slice lengths so that LLVM vectorises the inner loops.
-        n_out = bias.shape[0]
-        n_tiles = (stop - start + tile - 1) // tile
-        for job in prange(n_tiles * n_out):
-            tile_index = job // n_out
-            co = job - tile_index * n_out
-            p0 = start + tile_index * tile
-            p1 = min(p0 + tile, stop)
-            n = p1 - p0
-            o = out[co * length + p0 : co * length + p1]
-            o[:] = bias[co]
-            j = indptr[co]
-            end = indptr[co + 1]
-            while j + 8 <= end:
-                b0 = chan[j] * length + p0 + shift[j]
-                b1 = chan[j + 1] * length + p0 + shift[j + 1]
-                b2 = chan[j + 2] * length + p0 + shift[j + 2]
-                b3 = chan[j + 3] * length + p0 + shift[j + 3]
-                b4 = chan[j + 4] * length + p0 + shift[j + 4]
-                b5 = chan[j + 5] * length + p0 + shift[j + 5]
-                b6 = chan[j + 6] * length + p0 + shift[j + 6]
-                b7 = chan[j + 7] * length + p0 + shift[j + 7]
-                x0 = x[b0 : b0 + n]
-                x1 = x[b1 : b1 + n]
-                x2 = x[b2 : b2 + n]
-                x3 = x[b3 : b3 + n]
-                x4 = x[b4 : b4 + n]
-                x5 = x[b5 : b5 + n]
-                x6 = x[b6 : b6 + n]
-                x7 = x[b7 : b7 + n]
-                w0, w1, w2, w3 = vals[j], vals[j + 1], vals[j + 2], vals[j + 3]
-                w4, w5, w6, w7 = vals[j + 4], vals[j + 5], vals[j + 6], vals[j + 7]
-                for q in range(o.shape[0]):
-                    o[q] += (w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]) + (
-                        w4 * x4[q] + w5 * x5[q] + w6 * x6[q] + w7 * x7[q]
-                    )
-                j += 8
-            while j < end:
-                b0 = chan[j] * length + p0 + shift[j]
-                x0 = x[b0 : b0 + n]
-                w0 = vals[j]
-                for q in range(o.shape[0]):
-                    o[q] += w0 * x0[q]
-                j += 1
-            s = scale[co]
-            t = offset[co]
-            m = mask[p0:p1]
-            if relu:
-                for q in range(o.shape[0]):
-                    o[q] = max(s * o[q] + t, zero) * m[q]
-            else:
-                for q in range(o.shape[0]):
-                    o[q] = (s * o[q] + t) * m[q]
-
-    @jit
-    def max_pool(src, guard_s, wp_s, dst, guard_d, wp_d, n_win, h, w):
-        # 2x2 max pooling (floor) of each window's interior into dst, padding ring zeroed.
-        ho, wo = h // 2, w // 2
-        size_s = (h + 2) * wp_s
-        size_d = (ho + 2) * wp_d
-        for job in prange(src.shape[0] * n_win):
-            c = job // n_win
-            b = job - c * n_win
-            base_s = guard_s + b * size_s
-            base_d = guard_d + b * size_d
-            dst[c, base_d : base_d + wp_d] = 0.0
-            dst[c, base_d + (ho + 1) * wp_d : base_d + size_d] = 0.0
-            for r in range(ho):
-                top = src[c, base_s + (2 * r + 1) * wp_s + 1 : base_s + (2 * r + 1) * wp_s + 1 + w]
-                bot = src[c, base_s + (2 * r + 2) * wp_s + 1 : base_s + (2 * r + 2) * wp_s + 1 + w]
-                row = dst[c, base_d + (r + 1) * wp_d : base_d + (r + 2) * wp_d]
-                row[0] = 0.0
-                row[wp_d - 1] = 0.0
-                for k in range(wo):
-                    row[k + 1] = max(
-                        max(top[2 * k], top[2 * k + 1]), max(bot[2 * k], bot[2 * k + 1])
-                    )
-
-    @jit
-    def global_max(src, guard, wp, n_win, h, w, out):
-        # Embedding: the maximum of each window's whole (activated) map, per channel.
-        size = (h + 2) * wp
-        for job in prange(src.shape[0] * n_win):
-            c = job // n_win
-            b = job - c * n_win
-            best = -np.inf
-            for row in range(1, h + 1):
-                r = guard + b * size + row * wp + 1
-                best = max(best, np.max(src[c, r : r + w]))
-            out[b, c] = best
-
-    return {
-        "sparse_conv": sparse_conv,
-        "max_pool": max_pool,
-        "global_max": global_max,
-    }
-
-
 # --------------------------------------------------------------------------- model parsing
-
-
-@dataclass
-class _Conv:
-    """One 3x3 'same' conv, with the BN + ReLU that follow it folded in."""
-
-    name: str
-    kernel: np.ndarray  # (3, 3, c_in, c_out) float32
-    bias: np.ndarray  # (c_out,) float32 conv bias
-    scale: np.ndarray  # (c_out,) folded BN scale (1 without BN)
-    offset: np.ndarray  # (c_out,) folded BN shift (0 without BN)
-    relu: bool
-    pool: str = "none"  # 'none', '2x2' or 'global'
-    strategy: str = "auto"  # resolved to 'sparse' / 'dense' on the first call
-    sparse_args: dict = field(default_factory=dict)  # per-width CSR taps
-    dense_matrix: np.ndarray | None = None  # (c_out, 9 * c_in)
-    scale32: np.ndarray | None = None
-    offset32: np.ndarray | None = None
-
-    @property
-    def density(self) -> float:
-        return float(np.count_nonzero(self.kernel)) / self.kernel.size
-
-
-def _bn_affine(layer) -> tuple[np.ndarray, np.ndarray]:
-    """Inference BN as ``scale * x + shift`` (float64)."""
-    mean = np.asarray(layer.moving_mean.numpy(), np.float64)
-    variance = np.asarray(layer.moving_variance.numpy(), np.float64)
-    gamma = (
-        np.ones_like(mean) if layer.gamma is None else np.asarray(layer.gamma.numpy(), np.float64)
-    )
-    beta = np.zeros_like(mean) if layer.beta is None else np.asarray(layer.beta.numpy(), np.float64)
-    scale = gamma / np.sqrt(variance + layer.epsilon)
-    return scale, beta - mean * scale
-
-
-def _parse(model):
-    """Turn a Keras edgel3 body into (mel layer, input affine, convs); ValueError otherwise."""
-    import keras
-
-    from .layers import MelSpectrogram
-
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if not layers or not isinstance(layers[0], MelSpectrogram):
-        raise ValueError("the model does not start with a MelSpectrogram layer")
-    mel = layers[0]
-    index = 1
-    in_scale, in_shift = np.ones(1), np.zeros(1)
-    if index < len(layers) and isinstance(layers[index], keras.layers.BatchNormalization):
-        in_scale, in_shift = _bn_affine(layers[index])
-        index += 1
-    convs: list[_Conv] = []
-    height, width = mel.config.n_mels, mel.config.n_frames
-    while index < len(layers):
-        layer = layers[index]
-        if isinstance(layer, keras.layers.Conv2D):
-            if (
-                layer.kernel_size != (3, 3)
-                or layer.strides != (1, 1)
-                or layer.padding != "same"
-                or layer.dilation_rate != (1, 1)
-                or layer.groups != 1
-                or getattr(layer.activation, "__name__", "") != "linear"
-            ):
-                raise ValueError(f"unsupported conv layer {layer.name}")
-            kernel = np.asarray(layer.kernel.numpy(), np.float32)
-            bias = (
-                np.asarray(layer.bias.numpy(), np.float32)
-                if layer.use_bias
-                else np.zeros(kernel.shape[-1], np.float32)
-            )
-            conv = _Conv(
-                layer.name,
-                kernel,
-                bias,
-                np.ones(kernel.shape[-1]),
-                np.zeros(kernel.shape[-1]),
-                relu=False,
-            )
-            convs.append(conv)
-        elif isinstance(layer, keras.layers.BatchNormalization) and convs:
-            conv = convs[-1]
-            if conv.relu or conv.pool != "none" or not np.all(conv.scale == 1):
-                raise ValueError(f"unsupported layer order at {layer.name}")
-            conv.scale, conv.offset = _bn_affine(layer)
-        elif isinstance(layer, keras.layers.Activation) and convs:
-            if getattr(layer.activation, "__name__", "") != "relu":
-                raise ValueError(f"unsupported activation in {layer.name}")
-            convs[-1].relu = True
-        elif isinstance(layer, keras.layers.ReLU) and convs:
-            convs[-1].relu = True
-        elif isinstance(layer, keras.layers.MaxPooling2D) and convs:
-            pool = tuple(layer.pool_size)
-            if pool == (height, width) and layer.padding == "valid":
-                convs[-1].pool = "global"
-            elif pool == (2, 2) and tuple(layer.strides) == (2, 2) and layer.padding == "valid":
-                convs[-1].pool = "2x2"
-                height, width = height // 2, width // 2
-            else:
-                raise ValueError(f"unsupported pooling layer {layer.name}")
-        elif isinstance(layer, keras.layers.Flatten) and convs and convs[-1].pool == "global":
-            pass
-        else:
-            raise ValueError(f"unsupported layer {layer.name} ({type(layer).__name__})")
-        index += 1
-    if not convs or convs[-1].pool != "global" or any(c.pool == "global" for c in convs[:-1]):
-        raise ValueError("the model does not end with a global max pool after its last conv")
-    if in_scale.shape != (1,):
-        raise ValueError("the input BatchNormalization must have a single channel")
-    # The conv bias is added by the kernels; BN's scale/offset act on (conv + bias).
-    return mel, (float(in_scale[0]), float(in_shift[0])), convs
 
 
 def supports(model) -> bool:
@@ -403,7 +158,7 @@ class SparseExecutor:
         Layer name -> ``'sparse'`` or ``'dense'``, filled by the first call.
     layer_seconds_ : dict
         Layer name -> ``{'sparse': s, 'dense': s}`` trial times of the first
-        call (``'auto'`` only).
+        call (``'auto'`` only; layers at most 30 % dense run sparse untimed).
 
     Raises
     ------
@@ -433,11 +188,7 @@ class SparseExecutor:
             conv.strategy = strategy
             conv.scale32 = conv.scale.astype(np.float32)
             conv.offset32 = conv.offset.astype(np.float32)
-            k = conv.kernel
-            conv.dense_matrix = np.ascontiguousarray(
-                k.transpose(3, 0, 1, 2).reshape(k.shape[3], -1), dtype=np.float32
-            )
-        self._weights = [np.array(w, copy=True) for w in model.get_weights()]
+        self._digest = _weights_digest(model)  # the reference for matches()
         self._mel_fn = None
         self._buffers: dict[tuple, np.ndarray] = {}
         self._masks: dict[tuple, np.ndarray] = {}
@@ -453,10 +204,7 @@ class SparseExecutor:
         -------
         bool
         """
-        current = model.get_weights()
-        return len(current) == len(self._weights) and all(
-            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(current, self._weights)
-        )
+        return _weights_digest(model) == self._digest
 
     # ---------------------------------------------------------------- pieces
 
@@ -519,6 +267,16 @@ class SparseExecutor:
             _TILE,
         )
 
+    @staticmethod
+    def _dense_matrix(conv: _Conv) -> np.ndarray:
+        """The kernel as ``(c_out, 9 * c_in)``, rows matching the im2col stacking."""
+        if conv.dense_matrix is None:
+            k = conv.kernel
+            conv.dense_matrix = np.ascontiguousarray(
+                k.transpose(3, 0, 1, 2).reshape(k.shape[3], -1), dtype=np.float32
+            )
+        return conv.dense_matrix
+
     def _conv_dense(self, conv, x, level, out, start, stop):
         shifts = level.shifts()
         c_in = x.shape[0]
@@ -531,7 +289,7 @@ class SparseExecutor:
             for k, s in enumerate(shifts):
                 col[k * c_in : (k + 1) * c_in, :n] = x[:, p0 + s : p1 + s]
             block = out[:, p0:p1]
-            np.matmul(conv.dense_matrix, col[:, :n], out=block)
+            np.matmul(self._dense_matrix(conv), col[:, :n], out=block)
             # The sparse kernel's epilogue, same order: (conv + bias) * scale + offset.
             block += conv.bias[:, None]
             block *= conv.scale32[:, None]
@@ -552,6 +310,8 @@ class SparseExecutor:
 
     def _choose(self, conv, x, level, out, start, stop) -> str:
         """Time both kernels on a slice of the positions; keep the faster."""
+        if conv.density <= _ALWAYS_SPARSE:
+            return "sparse"
         trial_stop = min(stop, start + _TRIAL_POSITIONS)
         candidates = {"sparse": self._conv_sparse, "dense": self._conv_dense}
         seconds = dict.fromkeys(candidates, np.inf)
@@ -566,6 +326,9 @@ class SparseExecutor:
         self.layer_seconds_[conv.name] = seconds
         choice = "sparse" if seconds["sparse"] < seconds["dense"] else "dense"
         logger.debug("%s (density %.3f): %s %s", conv.name, conv.density, choice, seconds)
+        if choice == "sparse":  # free the trial's dense copies (re-made if ever needed)
+            conv.dense_matrix = None
+            self._buffers.pop(("im2col", x.shape[0]), None)
         return choice
 
     def _buffer(self, key, shape) -> np.ndarray:
@@ -598,11 +361,12 @@ class SparseExecutor:
         np.ndarray [shape=(b, emb_dim), dtype=float32]
         """
         batch = np.asarray(batch, np.float32)
-        mel = self._melspectrogram(batch)[..., 0]  # (b, mels, frames)
         out = np.empty((batch.shape[0], self._convs[-1].kernel.shape[-1]), np.float32)
         step = self._windows_per_chunk(batch.shape[0])
         for start in range(0, batch.shape[0], step):
-            out[start : start + step] = self._forward(mel[start : start + step])
+            # The mel layer per chunk too: its STFT temporaries are ~4x the audio.
+            mel = self._melspectrogram(batch[start : start + step])[..., 0]
+            out[start : start + step] = self._forward(mel)
         return out
 
     def _forward(self, mel: np.ndarray) -> np.ndarray:
@@ -647,6 +411,15 @@ class SparseExecutor:
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         """Alias of calling the executor (Keras-like)."""
         return self(batch)
+
+
+def _weights_digest(model) -> bytes:
+    """BLAKE2 digest of every weight (shapes and bytes): detects any change, keeps no copy."""
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.get_weights():
+        digest.update(repr(weight.shape).encode())
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.digest()
 
 
 # --------------------------------------------------------------------------- selection
