@@ -31,7 +31,7 @@ from edgel3.frontend import mel_filterbank
 from edgel3.specs import SEA_FRONTEND
 
 from .conftest import DATA_DIR, GOLDEN_DIR, SEA64_GZ, golden_files
-from .test_export_memory import TOY_FRONTEND, toy_model
+from .test_export_memory import TOY_FRONTEND, prune_to_plan, toy_model
 
 FP32_RELATIVE = 1e-3  # max |diff| / embedding scale (issue #6)
 FP16_COSINE = 0.999
@@ -46,9 +46,14 @@ def _esc10(fold: int, count: int) -> list:
     return [audio / r["filename"].replace(".wav", ".flac") for r in rows[:count]]
 
 
+TOY_KERNEL_WEIGHTS = 36 + 144 + 72
+TOY_ZEROS = 72 + 54  # the pruned toy: 50 % of conv2's 144 and 75 % of conv3's 72 weights
+
+
 @pytest.fixture(scope="module")
 def toy():
-    return toy_model(seed=1)
+    """The toy network, pruned (sparse models must keep their zeros when exported)."""
+    return prune_to_plan(toy_model(seed=1), (0, 50, 75))
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,11 @@ def test_toy_every_quantization(toy, toy_windows, tmp_path, quantization, varian
     expected_dtype = "int8" if quantization == "int8" else "float32"
     assert info["input"]["dtype"] == info["output"]["dtype"] == expected_dtype
     assert np.dtype(model.input_details["dtype"]).name == expected_dtype
+    # Zeros stay zeros in every format (int8 rounding may add a few more).
+    lite = memory_report(result.path, budgets=())
+    assert lite.kernel_params == TOY_KERNEL_WEIGHTS
+    zeros = lite.kernel_params - lite.nonzero_kernel_params
+    assert zeros == TOY_ZEROS if quantization in ("none", "float16") else zeros >= TOY_ZEROS
 
 
 def test_toy_backbone_float32(toy, toy_windows, toy_backbone):
@@ -202,18 +212,20 @@ def test_runtime_errors(toy_backbone, tmp_path):
 
 
 def test_litert_inference_without_tensorflow(toy_backbone):
-    """get_embedding on a .tflite path loads neither TensorFlow nor Keras."""
+    """get_embedding and the memory report of a .tflite load neither TensorFlow nor Keras."""
     path = toy_backbone.path
     script = (
         "import sys, numpy as np, edgel3\n"
         f"e, t = edgel3.get_embedding(np.ones(2500) * 0.1, 1000, model={str(path)!r}, "
         "verbose=0, center=False, hop_size=0.5)\n"
+        "from edgel3.cli import main\n"
+        f"assert main(['memory-report', {str(path)!r}, '--no-layers']) == 0\n"
         "print(e.shape, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
-    assert done.stdout.split("\n")[0] == "(4, 2) False False"
+    assert done.stdout.strip().split("\n")[-1] == "(4, 2) False False"
 
 
 def test_tensorflow_interpreter_fallback(toy_backbone, toy_windows, monkeypatch):

@@ -94,6 +94,10 @@ def test_toy_report_matches_hand_computation():
     # BN and ReLU are folded into the convs, as the LiteRT converter folds them.
     ops = [row["op"] for row in report.layers]
     assert ops[:3] == ["BatchNormalization", "Conv2D+BN+RELU", "Conv2D+BN+RELU"]
+    # With the front end: audio (1000) and its mel output are live in the first kernel.
+    full = memory_report(toy_model(), budgets=(), include_frontend=True)
+    assert full.macs["frontend"] == 20 * 64 * 33 * 2 + 20 * 33 * 8
+    assert full.layers[0]["live_bytes_sequential"] == 4 * (1000 + 160)
 
 
 def test_arena_planner_by_hand():

@@ -21,6 +21,8 @@ __all__ = [
     "parse_budget",
     "LiteRTModel",
     "compare_embeddings",
+    "calibration_data",
+    "BandedBackbone",
 ]
 
 _LAZY = {
@@ -34,6 +36,8 @@ _LAZY = {
     "parse_budget": "budgets",
     "LiteRTModel": "runtime",
     "compare_embeddings": "fidelity",
+    "calibration_data": "calibration",
+    "BandedBackbone": "banded",
 }
 
 

@@ -137,7 +137,8 @@ def _keras_node(layer, inputs: list[int], outputs: list[int], tensors: list[Tens
     params = int(layer.count_params())
     out = tensors[outputs[0]]
     if isinstance(layer, MelSpectrogram):
-        return Node(name, "frontend", "MelSpectrogram", inputs, outputs, params)
+        macs = int(sum(frontend_macs(layer.config)))
+        return Node(name, "frontend", "MelSpectrogram", inputs, outputs, params, macs=macs)
     if isinstance(layer, kl.Conv2D) and not isinstance(layer, kl.Conv2DTranspose):
         kernel = np.asarray(layer.kernel)
         kh, kw, cin_per_group, _ = kernel.shape
