@@ -347,7 +347,8 @@ def _run_pipeline(
         )
     )
     try:
-        dataset.write_parquet(str(staging))
+        # Writing is light; zero CPUs lets it run while the actors hold every CPU.
+        dataset.write_parquet(str(staging), ray_remote_args={"num_cpus": 0})
     except Exception as exc:  # Ray's errors carry remote tracebacks; keep the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise EdgeL3Error(
