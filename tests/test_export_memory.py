@@ -16,8 +16,6 @@ from edgel3.export.budgets import BUDGETS, KIB, MIB, Budget, parse_budget, parse
 from edgel3.export.memory import memory_report, sparse_sizes
 from edgel3.specs import FrontendConfig, get_spec
 
-from .conftest import SEA64_GZ
-
 TOY_FRONTEND = FrontendConfig(sample_rate=1000, n_dft=64, n_hop=50, n_mels=8)
 PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # MODELS.md §4, % of each conv kernel zeroed
 
@@ -206,8 +204,10 @@ def test_parse_budget():
 def test_rejects_unknown_objects(tmp_path):
     with pytest.raises(ParameterError, match="list"):
         memory_report([1, 2])
-    with pytest.raises(ParameterError, match="not a file"):
+    with pytest.raises(ParameterError, match="neither a file"):
         memory_report(tmp_path / "missing.tflite")
+    with pytest.raises(ParameterError, match="sea-1"):
+        memory_report("sea-1")
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"\0" * 64)
     with pytest.raises(ParameterError, match="TFL3"):
@@ -269,11 +269,9 @@ def test_sea_student_seed_figures(emb_dim, largest, size_mb, conv_macs_m):
     assert round(report.macs["conv"] / 1e6, 1) == conv_macs_m
 
 
-def test_sea64_official_int8_targets():
+def test_sea64_official_int8_targets(sea64_weights_dir):
     """SEA-64 at int8: static <= 420 KiB; peak activations by schedule (see docs/export.rst)."""
-    from edgel3.core import load_model_file
-
-    report = memory_report(load_model_file(SEA64_GZ), budgets=())
+    report = memory_report("sea-64", budgets=())  # by name, from ../shared/weights
     assert report.params == 397_152 + 2_308  # MODELS.md §5: conv + BN
     assert report.static["int8"]["dense"] == 399_460 <= 420 * KIB
     # Sequential: conv2 holds two (64, 50, 32) int8 tensors; the arena planner needs as much.

@@ -165,7 +165,18 @@ def _load(model) -> Graph:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
-            raise ParameterError(f'memory_report: "{path}" is not a file.')
+            from ..core import _resolve_model
+            from ..specs import get_spec
+
+            try:
+                get_spec(str(model))
+            except ParameterError:
+                raise ParameterError(
+                    f'memory_report: "{model}" is neither a file nor an official model name.'
+                ) from None
+
+            # An official model name ('sea-64'); weights are found or downloaded as usual.
+            return graph_from_keras(_resolve_model(str(model), "sparse", 128, "ft", 95.45))
         if path.suffix.lower() == ".tflite":
             graph = graph_from_tflite(path.read_bytes(), path.name)
             from .runtime import read_sidecar
@@ -188,7 +199,8 @@ def _load(model) -> Graph:
     if hasattr(model, "layers") and hasattr(model, "inputs"):
         return graph_from_keras(model)
     raise ParameterError(
-        "memory_report expects a keras.Model, a .tflite/.h5/.keras path or flatbuffer bytes; "
+        "memory_report expects a keras.Model, an official model name, a .tflite/.h5/.keras "
+        "path or flatbuffer bytes; "
         f"got {type(model).__name__}."
     )
 
@@ -217,10 +229,11 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
 
     Parameters
     ----------
-    model : keras.Model, path-like or bytes
-        A Keras model, a model file (``.tflite``, ``.h5``, ``.h5.gz``,
-        ``.keras``) or a LiteRT flatbuffer. A ``.tflite`` export's sidecar JSON
-        (written by :func:`~edgel3.export.export_model`) supplies its front end.
+    model : keras.Model, str, path-like or bytes
+        A Keras model, an official model name (``'sea-64'``), a model file
+        (``.tflite``, ``.h5``, ``.h5.gz``, ``.keras``) or a LiteRT flatbuffer.
+        A ``.tflite`` export's sidecar JSON (written by
+        :func:`~edgel3.export.export_model`) supplies its front end.
     budgets : sequence of str, dict or Budget
         Budgets to check (see :func:`parse_budget`); ``()`` for none.
     include_frontend : bool

@@ -52,16 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report (and write JSON); 3 with --fail-over-budget if a check fails."""
-    from pathlib import Path
-
     from .memory import memory_report, parse_budget
 
     budgets = [] if args.no_budget else [parse_budget(b) for b in (args.budget or ["cortex-m7"])]
     model = args.model
-    if not (Path(model).suffix == ".tflite" and Path(model).is_file()):
-        from .convert import _resolve
-
-        model = _resolve(model)
     report = memory_report(model, budgets=budgets, include_frontend=args.include_frontend)
     if args.json == "-":
         print(report.to_json())
