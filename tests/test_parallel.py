@@ -399,3 +399,18 @@ def test_batch_modules_import_no_heavy_stack():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bundled_tiny_model_in_workers_gives_get_embedding_numbers(corpus, tmp_path):
+    files, _ = corpus
+    run = parallel.embed_files(files[:2], tmp_path, model="tiny", output_format="parquet")
+    assert run.count("written") == 2
+    found = outputs.read_parquet_embeddings(tmp_path)
+    for path in files[:2]:
+        audio, sr = sf.read(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # clips under 1 s warn that they are padded
+            embedding, stamps = core.get_embedding(audio, sr, model="tiny", verbose=0)
+        # Same file, same model, one file per call: bit-identical.
+        np.testing.assert_array_equal(found[path.as_posix()][0], embedding)
+        np.testing.assert_array_equal(found[path.as_posix()][1], stamps)

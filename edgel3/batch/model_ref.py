@@ -69,6 +69,11 @@ def resolve_model_ref(
     """
     from ..weights import get_weights_path
 
+    if isinstance(model, str) and not os.path.exists(model):
+        from ..bundled import BUNDLED  # models shipped in the package ('tiny')
+
+        if model in BUNDLED:
+            model = str(BUNDLED[model])
     if model is None or (isinstance(model, str) and not os.path.exists(model)):
         if model is None:
             spec = resolve_spec(model_type, emb_dim, retrain_type, sparsity)
@@ -85,8 +90,10 @@ def resolve_model_ref(
     if isinstance(model, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(model))
         return ModelRef(path, _file_model_id(path), _file_sample_rate(path))
-    if hasattr(model, "predict_on_batch") and hasattr(model, "layers"):
-        return ModelRef(model, str(model.name), None)
+    if hasattr(model, "predict_on_batch") and (
+        hasattr(model, "layers") or hasattr(model, "sample_rate")
+    ):  # as edgel3.core accepts it
+        return ModelRef(model, str(getattr(model, "name", type(model).__name__)), None)
     raise ParameterError(
         "model must be None, a keras.Model, a model name or a file path; "
         f"got {type(model).__name__}."
