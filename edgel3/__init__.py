@@ -43,7 +43,29 @@ _LAZY = {
     "process_files": "core",
     "get_output_path": "files",
 }
-_SUBMODULES = {"core", "frontend", "models", "layers", "specs", "weights", "files", "cli"}
+_SUBMODULES = {
+    "core",
+    "frontend",
+    "resample",
+    "models",
+    "layers",
+    "specs",
+    "weights",
+    "legacy_h5",
+    "files",
+    "cli",
+    "streaming",
+    "sparse",
+    "threads",
+    "parallel",
+    "outputs",
+    "distributed",
+    "batch",
+    "evaluate",
+    "export",
+    "compress",
+    "bundled",
+}
 
 
 def __getattr__(name: str):
