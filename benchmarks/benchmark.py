@@ -463,6 +463,7 @@ def plan(quick: bool, paths: dict, data: dict) -> list[dict]:
                 "path": paths[key],
                 "seconds": 3 if quick and key == "sparse95" else seconds,
                 "convs_only": key == "sea64",
+                "repeats": 1 if key == "sparse95" else 2,
             }
         )
     dense_seconds = 2 if quick else 8
@@ -484,6 +485,7 @@ def plan(quick: bool, paths: dict, data: dict) -> list[dict]:
                 "path": paths[key],
                 "file": data["file"],
                 "hop": 0.1 if key == "sea64" else 1.0,
+                "repeats": 2,
             }
         )
         specs.append(
