@@ -9,13 +9,13 @@ progress bars. Heavy modules are imported inside the handlers, so
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
+from ._argtypes import positive_float, positive_int, signature_defaults
 from .exceptions import EdgeL3Error
 from .specs import EMB_DIMS, MODEL_TYPES, REGISTRY, RETRAIN_TYPES, SPARSITIES, get_spec
 from .version import __version__
@@ -25,42 +25,19 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger("edgel3")
 
 
-def _library_defaults() -> dict:
-    """Defaults of :func:`edgel3.core.process_file`, the single source for CLI defaults."""
-    from .core import process_file
-
-    params = inspect.signature(process_file).parameters
-    return {
-        name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
-    }
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
 def _other_commands() -> list[str]:
     return [name for name in (*_COMMANDS, *PLUGIN_COMMANDS) if name != "embed"]
+
+
+def _library_defaults() -> dict:
+    """Defaults of :func:`edgel3.core.process_file`, the single source for CLI defaults."""
+    from .core import process_file
+
+    return signature_defaults(process_file)
 
 
 def _embed_parser(prog: str) -> argparse.ArgumentParser:
@@ -126,13 +103,13 @@ def _embed_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hop-size",
-        type=_positive_float,
+        type=positive_float,
         default=d["hop_size"],
         help="hop between windows in seconds (default: %(default)s)",
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=d["batch_size"],
         help="windows per forward pass (default: %(default)s)",
     )
@@ -172,7 +149,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-j",
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="worker processes, each loading the model once (default: 1, in this process); "
         "with --engine ray, model actors (default: one per CPU of the cluster)",

@@ -7,7 +7,8 @@ A plugin of :mod:`edgel3.cli`; TensorFlow and scikit-learn load inside
 from __future__ import annotations
 
 import argparse
-import inspect
+
+from .._argtypes import positive_float, positive_int, signature_defaults
 
 __all__ = ["DESCRIPTION", "add_arguments", "run", "CLASSIFIER_NAMES"]
 
@@ -27,31 +28,7 @@ def _defaults() -> dict:
     """Defaults of :func:`edgel3.evaluate.evaluate` (the CLI's single source)."""
     from .api import evaluate
 
-    return {
-        name: p.default
-        for name, p in inspect.signature(evaluate).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
+    return signature_defaults(evaluate)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hop-size",
-        type=_positive_float,
+        type=positive_float,
         default=d["hop_size"],
         help="hop between windows in seconds (default: 0.1, or 0.5 with --quick)",
     )
@@ -137,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=d["batch_size"],
         help="windows per forward pass (default: %(default)s)",
     )

@@ -6,7 +6,8 @@ A plugin of :mod:`edgel3.cli`; TensorFlow loads inside :func:`run` only.
 from __future__ import annotations
 
 import argparse
-import inspect
+
+from .._argtypes import positive_float, positive_int, signature_defaults
 
 __all__ = ["DESCRIPTION", "add_arguments", "run", "QUANTIZATION_NAMES", "VARIANT_NAMES"]
 
@@ -27,31 +28,7 @@ def _defaults() -> dict:
     """Defaults of :func:`edgel3.export.export_model` (the CLI's single source)."""
     from .convert import export_model
 
-    return {
-        name: p.default
-        for name, p in inspect.signature(export_model).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
-    return value
+    return signature_defaults(export_model)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,13 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calibration-windows",
-        type=_positive_int,
+        type=positive_int,
         default=d["calibration_windows"],
         help="most calibration windows (default: %(default)s)",
     )
     parser.add_argument(
         "--calibration-hop",
-        type=_positive_float,
+        type=positive_float,
         default=d["calibration_hop"],
         help="seconds between calibration windows in a file (default: %(default)s)",
     )
@@ -99,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bands",
-        type=_positive_int,
+        type=positive_int,
         default=d["bands"],
         help="backbone: run the first (full-resolution) stage in N bands, one after the "
         "other, for a smaller LiteRT-Micro arena (default: %(default)s, no banding)",
@@ -113,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--check-windows",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="windows used by --check (default: %(default)s)",
     )
