@@ -45,14 +45,9 @@ def toy_model(seed: int = 0):
 
 def prune_to_plan(model, plan):
     """Zero the round(s * n / 100) smallest |w| of each conv kernel (MODELS.md §4)."""
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    for layer, percent in zip(convs, plan):
-        kernel, bias = layer.get_weights()
-        order = np.argsort(np.abs(kernel), axis=None, kind="stable")
-        flat = kernel.reshape(-1).copy()
-        flat[order[: round(percent * kernel.size / 100)]] = 0.0
-        layer.set_weights([flat.reshape(kernel.shape), bias])
-    return model
+    from edgel3.compress.pruning import prune_model, strip_masks
+
+    return strip_masks(prune_model(model, plan)[0])
 
 
 # Hand computation for the toy network (elements; activations per window).

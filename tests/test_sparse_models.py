@@ -13,23 +13,12 @@ import soundfile as sf
 
 import edgel3
 from edgel3.cli import main
+from edgel3.compress.pruning import prune_model, strip_masks
 from edgel3.legacy_h5 import read_legacy_h5, save_legacy_h5
 from edgel3.models import build_model
 from edgel3.specs import get_spec
 
 PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # % of conv kernel weights zeroed, conv1..conv8
-
-
-def _prune_to_plan(model, plan):
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    for layer, percent in zip(convs, plan):
-        kernel, bias = layer.get_weights()
-        n_zero = round(percent * kernel.size / 100)
-        order = np.argsort(np.abs(kernel), axis=None, kind="stable")
-        flat = kernel.reshape(-1).copy()
-        flat[order[:n_zero]] = 0.0
-        layer.set_weights([flat.reshape(kernel.shape), bias])
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +30,7 @@ def sparse_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sparse_weights")
     models = {}
     for name in ("edgel3_ft_audio_sparsity_95.45", "edgel3_kd_audio_sparsity_87.0"):
-        model = _prune_to_plan(build_model(get_spec(name)), PLAN_95_45)
+        model = strip_masks(prune_model(build_model(get_spec(name)), PLAN_95_45)[0])
         save_legacy_h5(model, folder / f"{name}.h5", compress=False)
         models[name] = model
     return folder, models
