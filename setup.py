@@ -35,6 +35,7 @@ setup(
     extras_require={
         # One line per optional stack; "test" pulls in every stack the test suite exercises.
         "eval": ["scikit-learn>=1.3", "matplotlib>=3.7"],
+        "fast": ["soxr>=0.3"],  # fast_resample=True (SciPy's polyphase resampler without it)
         "export": ["ai-edge-litert>=2.0"],  # the LiteRT runtime; converting needs TensorFlow
         "ray": ["ray[data]>=2.10", "pyarrow>=14"],  # 2.10: from_items(override_num_blocks=)
         "test": [

@@ -132,15 +132,10 @@ def count_macs(model) -> dict:
 
 
 def prune(model, plan):
-    """Zero the smallest ``plan[i]`` % of conv ``i``'s kernel (magnitude pruning)."""
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    for layer, percent in zip(convs, plan):
-        kernel, bias = layer.get_weights()
-        order = np.argsort(np.abs(kernel), axis=None, kind="stable")
-        flat = kernel.reshape(-1).copy()
-        flat[order[: round(percent * kernel.size / 100)]] = 0.0
-        layer.set_weights([flat.reshape(kernel.shape), bias])
-    return model
+    """Magnitude-prune ``model`` to a per-layer plan (edgel3.compress, masks baked in)."""
+    from edgel3.compress.pruning import prune_model, strip_masks
+
+    return strip_masks(prune_model(model, plan)[0])
 
 
 def make_model_files(folder: Path) -> dict:

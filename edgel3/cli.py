@@ -119,6 +119,12 @@ def _embed_parser(prog: str) -> argparse.ArgumentParser:
         help="recompute files whose output already exists (default: skip them)",
     )
     parser.add_argument(
+        "--fast-resample",
+        action="store_true",
+        help="resample with soxr/polyphase instead of the exact legacy resampler: much faster, "
+        "but embeddings differ from the official pipeline (see docs/performance.rst)",
+    )
+    parser.add_argument(
         "--no-recursive", action="store_true", help="do not descend into subdirectories"
     )
     _add_batch_options(parser)
@@ -212,13 +218,24 @@ def _run_embed(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
+    batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
+    simple = args.engine == "local" and all(option is None for option in batch)
+    if args.fast_resample and not simple:
+        print(
+            "edgel3: error: --fast-resample works without the batch options "
+            "(--jobs, --format, --shard, --manifest, --errors-file, --engine).",
+            file=sys.stderr,
+        )
+        return 2
     if args.ray_address and args.engine != "ray":
         print("edgel3: error: --ray-address needs --engine ray.", file=sys.stderr)
         return 2
-    batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
-    if args.engine == "local" and all(option is None for option in batch):
+    if simple:
         # No batch option: 0.2.1's behaviour (only .npz files, existing outputs skipped).
-        return _report(process_files(files, suffix=args.suffix, **options), args.quiet)
+        results = process_files(
+            files, suffix=args.suffix, fast_resample=args.fast_resample, **options
+        )
+        return _report(results, args.quiet)
     options.update(shard=args.shard, errors_file=args.errors_file)
     if args.engine == "ray":
         from .distributed import embed_files_ray

@@ -28,6 +28,7 @@ __all__ = [
     "load_model_file",
     "process_file",
     "process_files",
+    "embed_file",
     "get_output_path",
     "FileResult",
     "DEFAULT_BATCH_SIZE",
@@ -573,25 +574,80 @@ def process_file(
     OutputError
         If the output cannot be written.
     """
+    output_path = _output_path(filepath, output_dir, suffix)
+    embedding, ts = embed_file(
+        filepath,
+        model,
+        model_type,
+        emb_dim,
+        retrain_type,
+        sparsity,
+        center,
+        hop_size,
+        1 if verbose else 0,
+        batch_size=batch_size,
+        fast_resample=fast_resample,
+    )
+    save_embedding(output_path, embedding, ts)
+    return output_path
+
+
+def embed_file(
+    filepath,
+    model=None,
+    model_type="sparse",
+    emb_dim=128,
+    retrain_type="ft",
+    sparsity=95.45,
+    center=True,
+    hop_size=0.1,
+    verbose=0,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    fast_resample: bool = False,
+):
+    """Embed one audio file; files of a minute or more are streamed (flat memory).
+
+    Long files are read, resampled and framed block by block
+    (:mod:`edgel3.streaming`) with results identical to reading them whole.
+
+    Parameters
+    ----------
+    filepath : path-like
+        Any file soundfile reads.
+    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+        As in :func:`get_embedding`.
+    batch_size : int
+        Windows per forward pass.
+    fast_resample : bool
+        Use the fast, non-exact resampler (see :func:`get_embedding`).
+
+    Returns
+    -------
+    embedding : np.ndarray [shape=(T, D)]
+    timestamps : np.ndarray [shape=(T,)]
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, unreadable or holds unusable audio.
+    """
     from . import streaming
 
     info = streaming.audio_info(filepath)
-    output_path = _output_path(filepath, output_dir, suffix)
     if streaming.should_stream(info):
-        embedding, ts = _embed_stream(
+        return _embed_stream(
             info,
             model,
             (model_type, emb_dim, retrain_type, sparsity),
             center,
             hop_size,
-            1 if verbose else 0,
+            verbose,
             batch_size,
             bool(fast_resample),
         )
-        save_embedding(output_path, embedding, ts)
-        return output_path
     audio, sr = read_audio(filepath)
-    embedding, ts = get_embedding(
+    return get_embedding(
         audio,
         sr,
         model=model,
@@ -601,12 +657,10 @@ def process_file(
         sparsity=sparsity,
         center=center,
         hop_size=hop_size,
-        verbose=1 if verbose else 0,
+        verbose=verbose,
         batch_size=batch_size,
         fast_resample=fast_resample,
     )
-    save_embedding(output_path, embedding, ts)
-    return output_path
 
 
 def process_files(
@@ -624,6 +678,7 @@ def process_files(
     batch_size: int = DEFAULT_BATCH_SIZE,
     overwrite: bool = False,
     progress: bool = False,
+    fast_resample: bool = False,
 ) -> list[FileResult]:
     """Embed many files with one loaded model; a bad file is reported, not fatal.
 
@@ -641,6 +696,8 @@ def process_files(
         Recompute files whose output already exists (skipped otherwise).
     progress : bool
         Show a progress bar over files.
+    fast_resample : bool
+        Use the fast, non-exact resampler (see :func:`get_embedding`).
 
     Returns
     -------
@@ -679,6 +736,7 @@ def process_files(
                     hop_size,
                     False,
                     batch_size=batch_size,
+                    fast_resample=fast_resample,
                 )
         except (AudioError, OutputError) as exc:
             logger.warning("skipping %s: %s", path, exc)

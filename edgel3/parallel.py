@@ -31,6 +31,7 @@ from .batch.plan import OUTPUT_FORMATS, RunSummary, check_run_options, plan_run,
 from .core import DEFAULT_BATCH_SIZE, FileResult
 from .exceptions import AudioError, EdgeL3Error, EdgeL3Warning, OutputError, ParameterError
 from .outputs import ErrorsFile, FileTask, ParquetPartWriter, new_run_id, npz_record
+from .threads import cores_per_worker
 
 __all__ = [
     "embed_files",
@@ -75,17 +76,17 @@ _WORKER: dict = {}
 
 def _embed_one(task: FileTask, options: _Options, model) -> _Outcome:
     """Embed one file exactly as get_embedding does for one signal; write npz if asked."""
-    from .core import get_embedding
-    from .files import read_audio, save_embedding
+    from .core import embed_file
+    from .files import save_embedding
+    from .streaming import audio_info
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EdgeL3Warning)
-            audio, sr = read_audio(task.path)
-            embedding, stamps = get_embedding(
-                audio,
-                sr,
-                model=model,
+            info = audio_info(task.path)
+            embedding, stamps = embed_file(
+                task.path,
+                model,
                 center=options.center,
                 hop_size=options.hop_size,
                 verbose=0,
@@ -102,7 +103,7 @@ def _embed_one(task: FileTask, options: _Options, model) -> _Outcome:
     return _Outcome(
         True,
         rows=len(stamps),
-        duration=len(audio) / sr,
+        duration=info.frames / info.sample_rate,
         embedding=embedding if keep else None,
         timestamps=stamps if keep else None,
         warnings=tuple(str(w.message) for w in caught if issubclass(w.category, EdgeL3Warning)),
@@ -116,14 +117,6 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _set_tf_threads(tf, threads: int) -> None:
-    """Share the cores instead of oversubscribing them (results do not depend on it)."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow already running in this process: keep its setting
-        logger.debug("could not set TensorFlow's thread count", exc_info=True)
-
-
 def _init_worker(ref: ModelRef, threads: int, parent_pid: int) -> None:
     import signal
     import threading
@@ -132,9 +125,9 @@ def _init_worker(ref: ModelRef, threads: int, parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        from .threads import configure_threads
 
-        _set_tf_threads(tf, threads)
+        configure_threads(threads)  # TF, numba and BLAS share the cores: no oversubscription
         _WORKER["model"] = ref.load()
     except Exception as exc:  # reported by the first task, raised in the parent
         _WORKER["error"] = exc
@@ -144,12 +137,6 @@ def _worker_task(task: FileTask, options: _Options) -> _Outcome:
     if "error" in _WORKER:
         return _Outcome(False, fatal=_WORKER["error"])
     return _embed_one(task, options, _WORKER["model"])
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _run_inline(todo, options, ref, handle) -> None:
@@ -163,7 +150,7 @@ def _run_pool(todo, options, ref, jobs, handle) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, _cpu_count() // jobs)
+    threads = cores_per_worker(jobs)
     pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),

@@ -185,3 +185,14 @@ def test_download_command_fetches_and_verifies(served_weights, capsys):
 def test_download_unknown_name(capsys):
     assert main(["download", "nope"]) == 1
     assert "Unknown model name 'nope'" in capsys.readouterr().err
+
+
+def test_fast_resample_flag(audio_tree, tmp_path, sea64_weights_dir, capsys):
+    exact, fast = tmp_path / "exact", tmp_path / "fast"
+    wav = str(audio_tree / "a.wav")  # 16 kHz: resampled to 8 kHz
+    assert main([wav, "--model", "sea-64", "-o", str(exact), "-q"]) == 0
+    assert main([wav, "--model", "sea-64", "-o", str(fast), "-q", "--fast-resample"]) == 0
+    a, b = np.load(exact / "a.npz")["embedding"], np.load(fast / "a.npz")["embedding"]
+    assert a.shape == b.shape and not np.array_equal(a, b)  # a different resampler
+    assert main([wav, "--model", "sea-64", "--fast-resample", "--jobs", "2"]) == 2
+    assert "--fast-resample works without the batch options" in capsys.readouterr().err

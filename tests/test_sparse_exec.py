@@ -13,6 +13,7 @@ import pytest
 
 import edgel3
 from edgel3 import core, sparse, threads
+from edgel3.compress.pruning import prune_model, strip_masks
 from edgel3.exceptions import ParameterError
 from edgel3.models import build_audio_network, build_model
 from edgel3.specs import SEA_FRONTEND, SPARSE_FRONTEND, get_spec
@@ -23,15 +24,7 @@ PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # MODELS.md §4, % of conv kernel 
 
 
 def _prune(model, plan):
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    for layer, percent in zip(convs, plan):
-        kernel, bias = layer.get_weights()
-        n_zero = round(percent * kernel.size / 100)
-        order = np.argsort(np.abs(kernel), axis=None, kind="stable")
-        flat = kernel.reshape(-1).copy()
-        flat[order[:n_zero]] = 0.0
-        layer.set_weights([flat.reshape(kernel.shape), bias])
-    return model
+    return strip_masks(prune_model(model, plan)[0])
 
 
 def _randomise_bn(model, rng):
