@@ -97,11 +97,9 @@ class _Embedder:
 
     def __init__(self, ref, sample_rate, hop_size, center, batch_size, threads, sink):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
+        from .threads import configure_threads
 
-        from .parallel import _set_tf_threads
-
-        _set_tf_threads(tf, threads)
+        configure_threads(threads)  # TF, numba and BLAS share the actor's CPUs
         self.model = ref.load()
         self.model_id = ref.model_id
         self.sample_rate = sample_rate
