@@ -1,387 +1,83 @@
-"""Embedding extraction: model resolution and loading, ``get_embedding``, file processing.
+"""The public embedding API: ``get_embedding``, ``process_file(s)``, ``embed_file``.
 
-The public functions keep edgel3 0.2.1's signatures; new options are
-keyword-only.  The sample rate and front end are always read from the model
-itself, never from ``model_type`` (0.2.1's CLI broke ``sea`` that way).
+The functions keep edgel3 0.2.1's signatures; new options are keyword-only.
+Each one resolves its model arguments with :func:`edgel3.reference.resolve_model`,
+checks its arguments with :mod:`edgel3.checks`, and embeds through
+:mod:`edgel3.engine` (one window pipeline, one runner). The sample rate and
+front end are always read from the model itself, never from ``model_type``
+(0.2.1's CLI broke ``sea`` that way).
 """
 
 from __future__ import annotations
 
 import logging
-import numbers
-import os
 import warnings
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from . import frontend
+from .checks import (
+    check_audio,
+    check_flag,
+    check_hop_size,
+    check_positive_int,
+    check_sample_rate,
+    check_verbose,
+)
+from .engine import EmbeddingStream, embed_path, embed_signals
 from .exceptions import AudioError, EdgeL3Warning, OutputError, ParameterError
-from .files import get_output_path, read_audio, save_embedding
-from .specs import ModelSpec, get_spec, resolve_spec
+from .files import get_output_path, save_embedding
+from .loading import load_embedding_model, load_model_file
+from .reference import resolve_model
+from .runners import model_sample_rate
 
 __all__ = [
     "get_embedding",
     "load_embedding_model",
     "load_model_file",
+    "model_sample_rate",
     "process_file",
     "process_files",
     "embed_file",
     "get_output_path",
+    "EmbeddingStream",
     "FileResult",
     "DEFAULT_BATCH_SIZE",
+    "check_embedding_options",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Windows per forward pass unless ``batch_size`` says otherwise.
 DEFAULT_BATCH_SIZE = 64
-_MODEL_CACHE: dict[tuple, object] = {}
 
 
-# --------------------------------------------------------------------------- models
-
-
-def _cached(key: tuple, build):
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = build()
-    return _MODEL_CACHE[key]
-
-
-def _load_legacy_file(path: Path, spec: ModelSpec | None = None):
-    from .legacy_h5 import infer_spec, read_legacy_h5
-    from .models import build_model, load_legacy_weights
-
-    legacy = read_legacy_h5(path)
-    if spec is None:
-        spec = infer_spec(legacy)
-    return load_legacy_weights(build_model(spec), legacy)
-
-
-def load_model_file(path: str | os.PathLike):
-    """Load an embedding model from a file: legacy ``.h5``/``.h5.gz``, ``.keras`` or ``.tflite``.
-
-    The architecture of a legacy file is derived from the file itself, so
-    user-made models of the same family load too. Models are cached per
-    process (keyed by path and modification time).
-
-    Parameters
-    ----------
-    path : path-like
-
-    Returns
-    -------
-    keras.Model or edgel3.export.runtime.LiteRTModel
-        A ``.tflite`` export runs through the LiteRT interpreter.
-
-    Raises
-    ------
-    WeightsError
-        If the file is missing, corrupt or of an unsupported architecture.
-    """
-    from .exceptions import WeightsError
-
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise WeightsError(f'Model file "{path}" could not be found.')
-    key = ("file", str(path), path.stat().st_mtime_ns)
-    if path.suffix == ".tflite":
-        from .export.runtime import LiteRTModel  # runs without TensorFlow
-
-        return _cached(key, lambda: LiteRTModel(path))
-    if path.suffix == ".keras":
-        import keras
-
-        from . import layers  # noqa: F401  (registers MelSpectrogram for deserialisation)
-
-        def build():
-            try:
-                return keras.saving.load_model(path)
-            except Exception as exc:
-                raise WeightsError(f'Could not load Keras model "{path}": {exc}') from exc
-
-        return _cached(key, build)
-    return _cached(key, lambda: _load_legacy_file(path))
-
-
-def load_embedding_model(
-    model_type: str = "sparse",
-    emb_dim: int = 128,
-    retrain_type: str = "ft",
-    sparsity: float = 95.45,
-    *,
-    weights_path: str | os.PathLike | None = None,
-    download: bool = True,
-    progress: bool = False,
+def check_embedding_options(
+    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose=0
 ):
-    """Load an official embedding model, downloading its weights if needed.
-
-    Weights are looked for in ``weights_path``, then ``$EDGEL3_WEIGHTS_DIR``,
-    then the per-user cache; missing ones are downloaded from the pinned
-    official URL and verified (see :mod:`edgel3.weights`).
+    """Check 0.2.1's arguments in its order and resolve the model.
 
     Parameters
     ----------
-    model_type : {'sparse', 'sea'}
-    emb_dim : {512, 256, 128, 64}
-        Embedding size of ``'sea'`` models.
-    retrain_type : {'ft', 'kd'}
-        Retraining of ``'sparse'`` models.
-    sparsity : float
-        Sparsity (%) of ``'sparse'`` models, one of
-        :data:`edgel3.specs.SPARSITIES`.
-    weights_path : path-like, optional
-        A weight file, or a directory holding it.
-    download : bool
-        Allow downloading missing weights.
-    progress : bool
-        Show a download progress bar.
+    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+        As in :func:`get_embedding`.
 
     Returns
     -------
-    keras.Model
-        Audio window ``(batch, 1, sr)`` -> embedding ``(batch, emb_dim)``.
+    reference : ModelReference
+    center : bool
+    hop_size : float
+    verbose : int
 
     Raises
     ------
-    ParameterError
-        For invalid model arguments.
-    WeightsError
-        If the weights cannot be found, downloaded or loaded.
+    ParameterError, WeightsError
     """
-    spec = resolve_spec(model_type, emb_dim, retrain_type, sparsity)
-    return _load_official(spec, weights_path=weights_path, download=download, progress=progress)
-
-
-def _load_official(spec: ModelSpec, *, weights_path=None, download=True, progress=False):
-    from .weights import get_weights_path
-
-    path = get_weights_path(spec, weights_path=weights_path, download=download, progress=progress)
-    key = ("official", spec.name, str(path))
-    return _cached(key, lambda: _load_legacy_file(path, spec))
-
-
-def _resolve_model(model, model_type, emb_dim, retrain_type, sparsity):
-    """Turn get_embedding's ``model`` argument into a loaded model."""
-    if model is None:
-        return load_embedding_model(model_type, emb_dim, retrain_type, sparsity)
-    if isinstance(model, (str, os.PathLike)):
-        text = os.fspath(model)
-        if text == "tiny":  # bundled with the package: never downloaded
-            from .bundled import TINY_PATH
-
-            return load_model_file(TINY_PATH)
-        if os.path.exists(text):
-            return load_model_file(text)
-        try:
-            spec = get_spec(text)
-        except ParameterError:
-            raise ParameterError(
-                f"model={text!r} is neither an existing file nor an official model name "
-                "(see `edgel3 models`)."
-            ) from None
-        return _load_official(spec)
-    if hasattr(model, "predict_on_batch") and (
-        hasattr(model, "layers") or hasattr(model, "sample_rate")
-    ):
-        return model
-    raise ParameterError(
-        "model must be None, a keras.Model, a model name or a file path; "
-        f"got {type(model).__name__}."
-    )
-
-
-def model_sample_rate(model) -> int:
-    """Sample rate (= window length in samples) a loaded model expects.
-
-    Read from the model's :class:`~edgel3.layers.MelSpectrogram` layer, or
-    from the last axis of its input shape for models without one.
-
-    Parameters
-    ----------
-    model : keras.Model
-
-    Returns
-    -------
-    int
-    """
-    if getattr(model, "sample_rate", None) is not None:  # e.g. an exported LiteRT model
-        return int(model.sample_rate)
-    from .layers import MelSpectrogram
-
-    for layer in model.layers:
-        if isinstance(layer, MelSpectrogram):
-            return layer.config.sample_rate
-    return int(model.input_shape[-1])
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_hop_size(hop_size) -> None:
-    if not isinstance(hop_size, numbers.Real) or isinstance(hop_size, bool) or not hop_size > 0:
-        raise ParameterError(
-            f"Invalid hop size {hop_size!r}: hop_size must be a positive number of seconds."
-        )
-
-
-def _check_sample_rate(sr) -> int:
-    if isinstance(sr, bool) or not isinstance(sr, numbers.Real) or not sr > 0 or sr != int(sr):
-        raise ParameterError(f"Invalid sample rate sr={sr!r}: expected a positive integer (Hz).")
-    return int(sr)
-
-
-def _check_batch_size(batch_size) -> int:
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, numbers.Integral)
-        or batch_size < 1
-    ):
-        raise ParameterError(f"Invalid batch size {batch_size!r}: expected a positive integer.")
-    return int(batch_size)
-
-
-def _check_options(model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose) -> None:
-    """0.2.1 validates every argument, whatever the model type."""
-    resolve_spec(model_type, emb_dim, retrain_type, sparsity)
-    _check_hop_size(hop_size)
-    if verbose not in (0, 1):
-        raise ParameterError(f"Invalid verbosity level {verbose!r}: expected 0 or 1.")
-    if center not in (True, False):
-        raise ParameterError(f"Invalid center value {center!r}: expected True or False.")
-
-
-def _check_signal(audio, label: str) -> np.ndarray:
-    """Validate one signal in 0.2.1's order (FRONTEND.md §1); warn if it is all zeros."""
-    array = np.asarray(audio)
-    if array.dtype.kind not in "biuf":
-        raise AudioError(
-            f"{label} must be a numeric array; got dtype {array.dtype} ({type(audio).__name__})."
-        )
-    if array.size == 0:
-        raise AudioError(f"Got empty audio (input shape {array.shape})")
-    if not np.any(array):
-        warnings.warn("Provided audio is all zeros", EdgeL3Warning, stacklevel=3)
-    if array.ndim > 2 or array.ndim == 0:
-        raise AudioError(f"Audio array can only be 1D or 2D; got {label} of shape {array.shape}.")
-    if not np.all(np.isfinite(array)):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise AudioError(f"{label} contains {bad} NaN or infinite sample(s); clean it first.")
-    return array
-
-
-def _prepare_audio(array: np.ndarray, sr: int, target_sr: int, fast: bool = False) -> np.ndarray:
-    """Downmix and resample a checked signal; warn if shorter than one window."""
-    mono = frontend.downmix(array.astype(np.float64, copy=False))
-    if sr != target_sr:
-        mono = frontend.resample(mono, sr, target_sr, exact=not fast)
-    if mono.size < target_sr:
-        warnings.warn(
-            "Duration of provided audio is shorter than window size (1 second). "
-            "Audio will be padded.",
-            EdgeL3Warning,
-            stacklevel=3,
-        )
-    return mono
-
-
-# --------------------------------------------------------------------------- inference
-
-
-def _window_batches(
-    signals: Sequence[np.ndarray], sr: int, hop_size: float, center: bool, batch_size: int
-) -> Iterator[np.ndarray]:
-    """Yield float32 batches ``(b, 1, sr)`` of 1-s windows across all signals, in order."""
-    buffer = np.empty((batch_size, 1, sr), dtype=np.float32)
-    filled = 0
-    for signal in signals:
-        windows = frontend.frame_audio(signal, sr, hop_size=hop_size, center=center)
-        start = 0
-        while start < len(windows):
-            take = min(batch_size - filled, len(windows) - start)
-            buffer[filled : filled + take, 0] = windows[start : start + take]
-            filled += take
-            start += take
-            if filled == batch_size:
-                yield buffer
-                filled = 0
-    if filled:
-        yield buffer[:filled]
-
-
-def _runner(model, n_windows: int):
-    """The fastest exact way to run ``model`` on ``n_windows`` windows.
-
-    Pruned models go through :mod:`edgel3.sparse` (zeros skipped, same results
-    within float32 rounding) when it wins -- for calls of at least
-    ``sparse.MIN_WINDOWS`` windows, which pay for its one-time set-up;
-    everything else (dense models, exported models) through ``predict_on_batch``.
-    """
-    from . import sparse
-
-    if hasattr(model, "layers") and n_windows >= sparse.MIN_WINDOWS:
-        executor = sparse.sparse_executor(model)
-        if executor is not None:
-            return executor
-    return model.predict_on_batch
-
-
-def _predict(model, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(_runner(model, len(batch))(batch), dtype=np.float32)
-
-
-def _run_batches(run, batches, total: int, verbose) -> np.ndarray:
-    """Embed an iterator of window batches into one ``(total, D)`` float32 array."""
-    from tqdm.auto import tqdm
-
-    outputs = None
-    position = 0
-    with tqdm(total=total, unit="window", disable=not verbose, leave=False) as bar:
-        for batch in batches:
-            embedded = np.asarray(run(batch), dtype=np.float32)
-            if outputs is None:
-                outputs = np.empty((total, embedded.shape[-1]), dtype=np.float32)
-            outputs[position : position + len(batch)] = embedded
-            position += len(batch)
-            bar.update(len(batch))
-    return outputs
-
-
-def _embed(model, signals, sr, hop_size, center, batch_size, verbose) -> list[np.ndarray]:
-    counts = [
-        frontend.n_windows(len(s), sr, frontend.hop_length(hop_size, sr), center) for s in signals
-    ]
-    batches = _window_batches(signals, sr, hop_size, center, batch_size)
-    outputs = _run_batches(_runner(model, sum(counts)), batches, sum(counts), verbose)
-    splits = np.cumsum(counts)[:-1]
-    return np.split(outputs, splits)
-
-
-def _embed_stream(info, model, options, center, hop_size, verbose, batch_size, fast_resample):
-    """:func:`process_file` for long files: blockwise read/resample/framing, flat memory."""
-    from . import streaming
-
-    _check_options(*options, center, hop_size, verbose)
-    batch_size = _check_batch_size(batch_size)
-    loaded = _resolve_model(model, *options)
-    target_sr = model_sample_rate(loaded)
-    hop = frontend.hop_length(hop_size, target_sr)
-    if info.sample_rate == target_sr:
-        n_target = info.frames
-    else:
-        n_target = int(info.frames * float(target_sr) / info.sample_rate)
-    total = frontend.n_windows(n_target, target_sr, hop, bool(center))
-    batches = streaming.iter_file_batches(
-        info,
-        target_sr,
-        hop_size=hop_size,
-        center=bool(center),
-        batch_size=batch_size,
-        fast_resample=fast_resample,
-    )
-    embedding = _run_batches(_runner(loaded, total), batches, total, verbose)
-    return embedding, frontend.timestamps(len(embedding), hop_size)
+    reference = resolve_model(model, model_type, emb_dim, retrain_type, sparsity)
+    hop_size = check_hop_size(hop_size)
+    verbose = check_verbose(verbose)
+    center = check_flag(center, "center")
+    return reference, center, hop_size, verbose
 
 
 def get_embedding(
@@ -473,19 +169,23 @@ def get_embedding(
         raise ParameterError(f"Got {len(signals)} signals but {len(rates)} sample rates.")
     labels = [f"audio[{i}]" if is_list else "audio" for i in range(len(signals))]
 
-    arrays = [_check_signal(signal, label) for signal, label in zip(signals, labels)]
-    _check_options(model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose)
-    batch_size = _check_batch_size(batch_size)
-    rates = [_check_sample_rate(rate) for rate in rates]
-
-    loaded = _resolve_model(model, model_type, emb_dim, retrain_type, sparsity)
-    target_sr = model_sample_rate(loaded)
-    frontend.hop_length(hop_size, target_sr)  # a hop under one sample is an error
-    prepared = [
-        _prepare_audio(array, rate, target_sr, fast=bool(fast_resample))
-        for array, rate in zip(arrays, rates)
-    ]
-    embeddings = _embed(loaded, prepared, target_sr, hop_size, bool(center), batch_size, verbose)
+    arrays = [check_audio(signal, label) for signal, label in zip(signals, labels)]
+    reference, center, hop_size, verbose = check_embedding_options(
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+    )
+    batch_size = check_positive_int(batch_size, "batch_size")
+    rates = [check_sample_rate(rate) for rate in rates]
+    frontend.hop_length(hop_size, reference.sample_rate)  # a hop under one sample is an error
+    embeddings = embed_signals(
+        reference,
+        arrays,
+        rates,
+        hop_size=hop_size,
+        center=center,
+        batch_size=batch_size,
+        verbose=verbose,
+        fast_resample=bool(fast_resample),
+    )
     stamps = [frontend.timestamps(len(e), hop_size) for e in embeddings]
     if is_list:
         return embeddings, stamps
@@ -519,10 +219,6 @@ class FileResult:
     warnings: tuple[str, ...] = ()
 
 
-def _output_path(filepath, output_dir, suffix) -> str:
-    return get_output_path(filepath, (suffix or "") + ".npz", output_dir=output_dir)
-
-
 def process_file(
     filepath,
     output_dir=None,
@@ -544,7 +240,7 @@ def process_file(
     The output is ``<output_dir>/<name>[_<suffix>].npz`` (next to the input
     when ``output_dir`` is None), written atomically. Unlike 0.2.1,
     ``retrain_type`` is honoured. Files of a minute or more are streamed
-    (read, resampled and framed block by block, :mod:`edgel3.streaming`), so
+    (read, resampled and framed block by block, :mod:`edgel3.engine`), so
     memory does not grow with their length; results are identical.
 
     Parameters
@@ -574,7 +270,7 @@ def process_file(
     OutputError
         If the output cannot be written.
     """
-    output_path = _output_path(filepath, output_dir, suffix)
+    output_path = get_output_path(filepath, (suffix or "") + ".npz", output_dir=output_dir)
     embedding, ts = embed_file(
         filepath,
         model,
@@ -609,7 +305,7 @@ def embed_file(
     """Embed one audio file; files of a minute or more are streamed (flat memory).
 
     Long files are read, resampled and framed block by block
-    (:mod:`edgel3.streaming`) with results identical to reading them whole.
+    (:mod:`edgel3.engine`) with results identical to reading them whole.
 
     Parameters
     ----------
@@ -632,35 +328,21 @@ def embed_file(
     AudioError
         If the file is missing, unreadable or holds unusable audio.
     """
-    from . import streaming
-
-    info = streaming.audio_info(filepath)
-    if streaming.should_stream(info):
-        return _embed_stream(
-            info,
-            model,
-            (model_type, emb_dim, retrain_type, sparsity),
-            center,
-            hop_size,
-            verbose,
-            batch_size,
-            bool(fast_resample),
-        )
-    audio, sr = read_audio(filepath)
-    return get_embedding(
-        audio,
-        sr,
-        model=model,
-        model_type=model_type,
-        emb_dim=emb_dim,
-        retrain_type=retrain_type,
-        sparsity=sparsity,
-        center=center,
-        hop_size=hop_size,
-        verbose=verbose,
-        batch_size=batch_size,
-        fast_resample=fast_resample,
+    reference, center, hop_size, verbose = check_embedding_options(
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
     )
+    batch_size = check_positive_int(batch_size, "batch_size")
+    frontend.hop_length(hop_size, reference.sample_rate)
+    embedding, stamps, _ = embed_path(
+        reference,
+        filepath,
+        hop_size=hop_size,
+        center=center,
+        batch_size=batch_size,
+        verbose=verbose,
+        fast_resample=bool(fast_resample),
+    )
+    return embedding, stamps
 
 
 def process_files(
@@ -711,12 +393,14 @@ def process_files(
     """
     from tqdm.auto import tqdm
 
-    _check_options(model_type, emb_dim, retrain_type, sparsity, center, hop_size, 0)
-    loaded = _resolve_model(model, model_type, emb_dim, retrain_type, sparsity)
+    loaded, center, hop_size, _ = check_embedding_options(
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size
+    )
+    loaded = resolve_model(loaded.load())  # load once, for every file
     results = []
     for path in tqdm(list(filepaths), unit="file", disable=not progress):
         path = Path(path)
-        output = Path(_output_path(path, output_dir, suffix))
+        output = Path(get_output_path(path, (suffix or "") + ".npz", output_dir=output_dir))
         if output.exists() and not overwrite:
             results.append(FileResult(path, output, "skipped"))
             continue

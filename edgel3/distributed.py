@@ -52,8 +52,9 @@ def _import_ray():
 
 def _read_row(row: dict, *, sample_rate: int) -> dict:
     """Map stage: read one file, downmix and resample it exactly as get_embedding does."""
-    from .core import _check_signal, _prepare_audio
+    from .checks import check_audio
     from .files import read_audio
+    from .pipeline import WindowPipeline
 
     out = {"index": row["index"], "path": row["path"], "duration": 0.0, "error": ""}
     try:
@@ -61,7 +62,7 @@ def _read_row(row: dict, *, sample_rate: int) -> dict:
             warnings.simplefilter("always", EdgeL3Warning)
             audio, sr = read_audio(row["abspath"])  # workers do not share our cwd
             out["duration"] = len(audio) / sr
-            signal = _prepare_audio(_check_signal(audio, "audio"), sr, sample_rate)
+            signal = _prepare_audio(check_audio(audio, "audio"), sr, sample_rate)
     except AudioError as exc:
         return {**out, "audio": np.zeros(0), "error": str(exc), "warnings": ""}
     except Exception as exc:  # one bad file must not stop the pipeline

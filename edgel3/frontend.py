@@ -5,8 +5,7 @@ expect (``../shared/docs/FRONTEND.md``):
 
 1. :func:`downmix` -- channel mean in float64;
 2. :func:`resample_legacy` -- resampy < 0.3 ``kaiser_best``, bit for bit;
-3. :func:`frame_audio` / :func:`iter_window_batches` -- openl3 0.x framing into
-   1-second windows, with :func:`timestamps`;
+3. :func:`frame_audio` -- openl3 0.x framing into 1-second windows, with :func:`timestamps`;
 4. :func:`melspectrogram` -- the kapre 0.1.4 ``Melspectrogram`` layer in float32
    (TF 'SAME' padding, periodic Hann, HTK mel with area norm, 10·log10 of the
    amplitude, per-window max, -80 dB floor).
@@ -19,15 +18,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import numbers
-from collections.abc import Iterator
 
 import numpy as np
 import scipy.fft
 import scipy.signal
 
-from ._checks import _as_mono, _check_positive_int, _check_rate, _is_real
+from .checks import as_mono, check_hop_size, check_positive_int, check_sample_rate
 from .exceptions import AudioError, ParameterError
 from .resample import resample, resample_legacy
 from .specs import FrontendConfig
@@ -40,7 +37,6 @@ __all__ = [
     "n_windows",
     "frame_audio",
     "timestamps",
-    "iter_window_batches",
     "hann_window",
     "dft_kernels",
     "mel_filterbank",
@@ -123,11 +119,8 @@ def hop_length(hop_size: float, sr: int) -> int:
     >>> hop_length(0.1, 8000)
     800
     """
-    if not _is_real(hop_size) or not math.isfinite(hop_size) or hop_size <= 0:
-        raise ParameterError(
-            f"hop_size must be a positive number of seconds; got hop_size={hop_size!r}."
-        )
-    _check_rate(sr)
+    check_hop_size(hop_size)
+    sr = check_sample_rate(sr)
     hop = int(hop_size * sr)
     if hop < 1:
         raise ParameterError(
@@ -163,8 +156,8 @@ def n_windows(n_samples: int, sr: int, hop_len: int, center: bool) -> int:
     >>> n_windows(80000, 8000, 800, True), n_windows(80000, 8000, 800, False)
     (96, 91)
     """
-    _check_positive_int(sr, "sr")
-    _check_positive_int(hop_len, "hop_len")
+    check_positive_int(sr, "sr")
+    check_positive_int(hop_len, "hop_len")
     if not isinstance(n_samples, numbers.Integral) or n_samples < 0:
         raise ParameterError(
             f"n_samples must be a non-negative integer; got n_samples={n_samples!r}."
@@ -209,7 +202,7 @@ def frame_audio(audio: np.ndarray, sr: int, *, hop_size: float, center: bool) ->
     np.ndarray [shape=(n_windows, sr), dtype=float64]
         A **read-only** strided view into one padded copy of the signal
         (windows overlap in memory; no per-window copy is made). Cast slices
-        to float32 (or use :func:`iter_window_batches`) to feed a model.
+        to float32 to feed a model (:mod:`edgel3.pipeline` batches them).
 
     Raises
     ------
@@ -226,9 +219,9 @@ def frame_audio(audio: np.ndarray, sr: int, *, hop_size: float, center: bool) ->
     >>> float(w[0, :4000].max()), float(w[0, 4000:].min())
     (0.0, 1.0)
     """
-    _check_positive_int(sr, "sr")
+    check_positive_int(sr, "sr")
     hop = hop_length(hop_size, sr)
-    audio = _as_mono(audio, "frame_audio")
+    audio = as_mono(audio, "frame_audio")
     padded = _padded_signal(audio, sr, hop, center)
     windows = np.lib.stride_tricks.sliding_window_view(padded, sr)[::hop]
     return windows
@@ -255,54 +248,6 @@ def timestamps(n_frames: int, hop_size: float) -> np.ndarray:
     array([0.  , 0.25, 0.5 ])
     """
     return np.arange(n_frames) * float(hop_size)
-
-
-def iter_window_batches(
-    audio: np.ndarray, sr: int, *, hop_size: float, center: bool, batch_size: int
-) -> Iterator[np.ndarray]:
-    """Yield the windows of :func:`frame_audio` in float32 batches.
-
-    Only one batch is materialised at a time, so memory stays bounded by
-    ``batch_size * sr`` floats plus one padded float64 copy of the signal.
-
-    Parameters
-    ----------
-    audio : np.ndarray [shape=(n,)]
-        Mono audio at rate ``sr``.
-    sr : int > 0
-        Sample rate in Hz.
-    hop_size : float > 0
-        Hop in seconds.
-    center : bool
-        See :func:`frame_audio`.
-    batch_size : int > 0
-        Windows per batch; the last batch may be smaller.
-
-    Yields
-    ------
-    np.ndarray [shape=(b, sr), dtype=float32]
-        C-contiguous, writable, ``1 <= b <= batch_size``.
-
-    Raises
-    ------
-    ParameterError
-        If an argument is invalid (raised at the call, not at the first ``next``).
-
-    Examples
-    --------
-    >>> batches = iter_window_batches(np.ones(16000), 8000, hop_size=0.1,
-    ...                               center=False, batch_size=4)
-    >>> [b.shape for b in batches]
-    [(4, 8000), (4, 8000), (3, 8000)]
-    """
-    _check_positive_int(batch_size, "batch_size")
-    windows = frame_audio(audio, sr, hop_size=hop_size, center=center)
-
-    def _batches():
-        for start in range(0, windows.shape[0], batch_size):
-            yield np.array(windows[start : start + batch_size], dtype=np.float32, order="C")
-
-    return _batches()
 
 
 # ---------------------------------------------------------------------------
@@ -336,7 +281,7 @@ def hann_window(n_dft: int) -> np.ndarray:
     >>> w.dtype, float(w[0]), float(w[512])
     (dtype('float32'), 0.0, 1.0)
     """
-    _check_positive_int(n_dft, "n_dft")
+    check_positive_int(n_dft, "n_dft")
     return _hann_cached(int(n_dft)).copy()
 
 

@@ -3,9 +3,11 @@
 :func:`resample_legacy` is resampy < 0.3 ``kaiser_best`` bit for bit, including
 its accumulated float64 time register (FRONTEND.md §2); the official numbers
 depend on it. A numba kernel does the work (NumPy fallback when numba is
-missing); numba and soxr are imported lazily. :func:`_resample_at` computes
-any run of outputs from a block of input, which the streaming reader
-(:mod:`edgel3.streaming`) uses to resample long files block by block.
+missing); numba and soxr are imported lazily. :func:`resample_at` computes
+any run of outputs from a block of input; :class:`LegacyResampleStream` uses
+it to resample a signal that arrives in blocks (long files, live audio) with
+the whole-signal result, bit for bit. :func:`resampled_length` is the one
+formula for the number of output samples, used by every path.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ import threading
 import numpy as np
 import scipy.signal
 
-from ._checks import _as_mono, _check_rate
+from .checks import as_mono, check_sample_rate
 from .exceptions import AudioError
 
-__all__ = ["resample", "resample_legacy", "legacy_wing_length", "FastResampleStream"]
+__all__ = [
+    "resample",
+    "resample_legacy",
+    "resampled_length",
+    "legacy_wing_length",
+    "time_register",
+    "resample_at",
+    "LegacyResampleStream",
+    "FastResampleStream",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +68,42 @@ def _legacy_table() -> tuple[np.ndarray, np.ndarray]:
     return table, delta
 
 
-def _time_register(n_out: int, inc: float) -> np.ndarray:
+def resampled_length(n_samples: int, sr_orig: int, sr_new: int) -> int:
+    """Output length of every resampling path: ``int(n * (sr_new / sr_orig))``.
+
+    resampy 0.2's formula (the ratio first, in float64); the whole-signal,
+    blockwise, fast and streamed paths all use it, so they agree on the number
+    of samples and therefore of windows.
+
+    Parameters
+    ----------
+    n_samples : int
+        Input samples.
+    sr_orig, sr_new : int
+        Rates in Hz.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> resampled_length(9609600, 87360, 8000)
+    880000
+    """
+    return int(n_samples * (float(sr_new) / sr_orig))
+
+
+def _check_output_length(n_in: int, n_out: int, sr_orig, sr_new) -> None:
+    if n_out < 1:
+        raise AudioError(
+            f"Audio is too short to resample: {n_in} samples at sr_orig={sr_orig} "
+            f"give int({n_in} * {sr_new} / {sr_orig}) = {n_out} samples at "
+            f"sr_new={sr_new}; at least one output sample is needed."
+        )
+
+
+def time_register(n_out: int, inc: float) -> np.ndarray:
     """Input positions of all outputs, accumulated as resampy 0.2 did (``tr += inc``).
 
     ``np.cumsum`` is a sequential accumulate, so element ``t`` is exactly the
@@ -191,21 +237,17 @@ def _resample_legacy(
     backend : {'auto', 'numba', 'numpy'}
     """
     ratio = float(sr_new) / sr_orig
-    n_out = int(x.shape[0] * ratio)
+    n_out = resampled_length(x.shape[0], sr_orig, sr_new)
     if n_out < 1:
-        raise AudioError(
-            f"Audio is too short to resample: {x.shape[0]} samples at sr_orig={sr_orig} "
-            f"give int({x.shape[0]} * {sr_new} / {sr_orig}) = {n_out} samples at "
-            f"sr_new={sr_new}; at least one output sample is needed."
-        )
+        _check_output_length(x.shape[0], n_out, sr_orig, sr_new)
     inc = 1.0 / ratio
     if register == "accumulated":
-        tr = _time_register(n_out, inc)
+        tr = time_register(n_out, inc)
     else:
         tr = np.arange(n_out) * inc
     if backend == "numba" and _get_numba_kernel() is None:
         raise ImportError("backend='numba' needs numba: pip install numba")
-    return _resample_at(x, 0, x.shape[0], tr, ratio, numpy=backend == "numpy")
+    return resample_at(x, 0, x.shape[0], tr, ratio, numpy=backend == "numpy")
 
 
 @functools.lru_cache(maxsize=8)
@@ -232,7 +274,7 @@ def _polyphase_tables(ratio: float):
     return _polyphase(win, step), _polyphase(delta, step)
 
 
-def _resample_at(x, x_start: int, n_orig: int, tr, ratio: float, *, numpy: bool = False):
+def resample_at(x, x_start: int, n_orig: int, tr, ratio: float, *, numpy: bool = False):
     """Outputs at time registers ``tr`` from input samples ``x_start ..`` of an ``n_orig`` signal.
 
     ``x`` must cover every input sample those outputs read: from
@@ -314,9 +356,9 @@ def resample_legacy(audio: np.ndarray, sr_orig: int, sr_new: int) -> np.ndarray:
     >>> y.shape, y.dtype
     ((800,), dtype('float64'))
     """
-    _check_rate(sr_orig, "sr_orig")
-    _check_rate(sr_new, "sr_new")
-    x = np.ascontiguousarray(_as_mono(audio, "resample_legacy"))
+    sr_orig = check_sample_rate(sr_orig, "sr_orig")
+    sr_new = check_sample_rate(sr_new, "sr_new")
+    x = np.ascontiguousarray(as_mono(audio, "resample_legacy"))
     if sr_orig == sr_new:
         return np.array(x, dtype=np.float64, copy=True)
     return _resample_legacy(x, sr_orig, sr_new)
@@ -359,17 +401,13 @@ def resample(audio: np.ndarray, sr_orig: int, sr_new: int, *, exact: bool = True
     """
     if exact:
         return resample_legacy(audio, sr_orig, sr_new)
-    _check_rate(sr_orig, "sr_orig")
-    _check_rate(sr_new, "sr_new")
-    x = _as_mono(audio, "resample")
+    sr_orig = check_sample_rate(sr_orig, "sr_orig")
+    sr_new = check_sample_rate(sr_new, "sr_new")
+    x = as_mono(audio, "resample")
     if sr_orig == sr_new:
         return np.array(x, dtype=np.float64, copy=True)
-    n_out = int(x.shape[0] * float(sr_new) / sr_orig)
-    if n_out < 1:
-        raise AudioError(
-            f"Audio is too short to resample: {x.shape[0]} samples at sr_orig={sr_orig} "
-            f"give {n_out} samples at sr_new={sr_new}."
-        )
+    n_out = resampled_length(x.shape[0], sr_orig, sr_new)
+    _check_output_length(x.shape[0], n_out, sr_orig, sr_new)
     return _fit_length(_resample_fast(x, sr_orig, sr_new), n_out)
 
 
@@ -391,24 +429,165 @@ def _resample_fast(x: np.ndarray, sr_orig, sr_new) -> np.ndarray:
     return soxr.resample(x, sr_orig, sr_new, quality="HQ")
 
 
+class LegacyResampleStream:
+    """The exact legacy resampler applied to a signal that arrives in blocks.
+
+    Feed input samples with :meth:`push` (any block sizes), then call
+    :meth:`close`; the concatenated outputs equal
+    ``resample_legacy(whole_signal, sr_orig, sr_new)`` bit for bit. The
+    accumulated time register is continued across blocks (a cumulative sum
+    started from the previous block's last value is the whole signal's sum,
+    term by term) and each output is computed once every input sample its
+    filter reads has arrived, so an output lags its input by
+    :func:`legacy_wing_length` samples at most.
+
+    Parameters
+    ----------
+    sr_orig, sr_new : int
+        Input and output rates (Hz), different.
+    n_orig : int, optional
+        Total number of input samples, when known in advance (a file); it
+        fixes :attr:`n_out` at once. ``None`` for a live stream: the length
+        is known at :meth:`close`.
+
+    Attributes
+    ----------
+    n_out : int or None
+        Outputs the whole signal gives, :func:`resampled_length` (``None``
+        until known).
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=44100)
+    >>> stream = LegacyResampleStream(44100, 8000)
+    >>> y = np.concatenate([stream.push(x[:10000]), stream.push(x[10000:]), stream.close()])
+    >>> bool(np.array_equal(y, resample_legacy(x, 44100, 8000)))
+    True
+    """
+
+    def __init__(self, sr_orig: int, sr_new: int, n_orig: int | None = None):
+        self.sr_orig, self.sr_new = int(sr_orig), int(sr_new)
+        self.ratio = float(sr_new) / sr_orig
+        self.n_orig = None if n_orig is None else int(n_orig)
+        self.n_out = None
+        if self.n_orig is not None:
+            self.n_out = resampled_length(self.n_orig, sr_orig, sr_new)
+            _check_output_length(self.n_orig, self.n_out, sr_orig, sr_new)
+        self._inc = 1.0 / self.ratio
+        self._wing = legacy_wing_length(self.ratio)
+        self._buffer = np.zeros(0)
+        self._start = 0  # input index of self._buffer[0]
+        self._received = 0
+        self._done = 0  # outputs emitted
+        self._last = 0.0  # time register of the last emitted output
+
+    @property
+    def latency(self) -> int:
+        """Input samples an output waits for beyond its own position (the filter's reach)."""
+        return self._wing + 1
+
+    def _registers(self, count: int) -> np.ndarray:
+        """Registers of the next ``count`` outputs, continuing the accumulation."""
+        if self._done == 0:
+            return time_register(count, self._inc)
+        tr = np.full(count, self._inc)
+        tr[0] = self._last + self._inc  # the whole signal's next term, to the bit
+        return np.cumsum(tr, out=tr)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Add input samples; return the outputs whose filter support is now complete.
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(m,)]
+
+        Returns
+        -------
+        np.ndarray [shape=(k,), dtype=float64]
+
+        Raises
+        ------
+        AudioError
+            If more than ``n_orig`` samples arrive.
+        """
+        block = np.asarray(block, np.float64)
+        self._received += block.shape[0]
+        if self.n_orig is not None and self._received > self.n_orig:
+            raise AudioError(
+                f"Got {self._received} input samples; the stream was opened for {self.n_orig}."
+            )
+        self._buffer = np.concatenate([self._buffer, block]) if self._buffer.size else block
+        if self._received == self.n_orig:
+            return self._emit(self.n_out - self._done)
+        # Output t is complete once int(tr[t]) + wing < received; tr[t] <= t * inc + eps.
+        ready = self._received - self._wing - 1
+        count = max(0, int(ready * self.ratio) - self._done)
+        if self.n_out is not None:
+            count = min(self.n_out - self._done, count)
+        if count <= 0:
+            return np.zeros(0)
+        tr = self._registers(count + 1)
+        keep = int(np.searchsorted(tr.astype(np.int64), ready, side="right"))
+        return self._emit(min(keep, count), tr)
+
+    def close(self) -> np.ndarray:
+        """The outputs still owed once the whole signal was pushed.
+
+        Returns
+        -------
+        np.ndarray [shape=(k,), dtype=float64]
+
+        Raises
+        ------
+        AudioError
+            If fewer than ``n_orig`` samples were pushed, or the signal is too
+            short to give one output sample.
+        """
+        if self.n_orig is None:
+            self.n_orig = self._received
+            self.n_out = resampled_length(self.n_orig, self.sr_orig, self.sr_new)
+            _check_output_length(self.n_orig, self.n_out, self.sr_orig, self.sr_new)
+        if self._received != self.n_orig:
+            raise AudioError(f"The stream got {self._received} of its {self.n_orig} input samples.")
+        return self._emit(self.n_out - self._done)
+
+    flush = close
+
+    def _emit(self, count: int, tr: np.ndarray | None = None) -> np.ndarray:
+        if count <= 0:
+            return np.zeros(0)
+        tr = self._registers(count) if tr is None else tr[:count]
+        n_orig = self._received if self.n_orig is None else self.n_orig
+        y = resample_at(self._buffer, self._start, n_orig, tr, self.ratio)
+        self._done += count
+        self._last = float(tr[-1])
+        # Keep what the next output's left wing reads: from int(next tr) - wing on.
+        drop = max(0, int(self._last) - self._wing - 1 - self._start)
+        if drop:
+            self._buffer = self._buffer[drop:].copy()
+            self._start += drop
+        return y
+
+
 class FastResampleStream:
     """Blockwise twin of ``resample(..., exact=False)`` (soxr's stream, or whole-signal).
 
     soxr resamples a stream with the same filter as a whole signal; without
-    soxr the blocks are collected and resampled at :meth:`flush` (so memory
+    soxr the blocks are collected and resampled at :meth:`close` (so memory
     then grows with the signal).
 
     Parameters
     ----------
     sr_orig, sr_new : int
         Rates in Hz.
-    n_orig : int
-        Total input samples (fixes the output length, ``int(n_orig * sr_new / sr_orig)``).
+    n_orig : int, optional
+        Total input samples (fixes :attr:`n_out`); ``None`` for a live stream.
     """
 
-    def __init__(self, sr_orig: int, sr_new: int, n_orig: int):
-        self.n_out = int(n_orig * float(sr_new) / sr_orig)
-        self._sr = (sr_orig, sr_new)
+    def __init__(self, sr_orig: int, sr_new: int, n_orig: int | None = None):
+        self.n_out = None if n_orig is None else resampled_length(n_orig, sr_orig, sr_new)
+        self._sr = (int(sr_orig), int(sr_new))
+        self._received = 0
         self._emitted = 0
         try:
             import soxr
@@ -418,19 +597,25 @@ class FastResampleStream:
             self._stream = soxr.ResampleStream(sr_orig, sr_new, 1, dtype="float64", quality="HQ")
 
     def _take(self, y: np.ndarray) -> np.ndarray:
-        y = y[: max(0, self.n_out - self._emitted)]
+        if self.n_out is not None:
+            y = y[: max(0, self.n_out - self._emitted)]
         self._emitted += y.shape[0]
         return np.asarray(y, np.float64)
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Resample the next input block; return the outputs it completes."""
+        block = np.asarray(block, np.float64)
+        self._received += block.shape[0]
         if self._stream is None:
-            self._pending.append(np.asarray(block, np.float64))
+            self._pending.append(block)
             return np.zeros(0)
-        return self._take(self._stream.resample_chunk(np.asarray(block, np.float64)))
+        return self._take(self._stream.resample_chunk(block))
 
-    def flush(self) -> np.ndarray:
+    def close(self) -> np.ndarray:
         """The remaining outputs, padded to the exact path's length."""
+        if self.n_out is None:
+            self.n_out = resampled_length(self._received, *self._sr)
+            _check_output_length(self._received, self.n_out, *self._sr)
         if self._stream is None:
             whole = np.concatenate(self._pending) if self._pending else np.zeros(0)
             tail = _resample_fast(whole, *self._sr)
@@ -440,3 +625,5 @@ class FastResampleStream:
         missing = self.n_out - self._emitted
         self._emitted = self.n_out
         return np.concatenate([tail, np.zeros(max(0, missing))])
+
+    flush = close

@@ -182,6 +182,9 @@ class SparseExecutor:
         except ValueError as exc:
             raise ParameterError(f"SparseExecutor cannot run model {model.name!r}: {exc}.") from exc
         self.strategy = strategy
+        # The runner interface (edgel3.runners).
+        self.sample_rate = int(self._mel.config.sample_rate)
+        self.embedding_size = int(self._convs[-1].kernel.shape[-1])
         self.layer_strategies_: dict[str, str] = {}
         self.layer_seconds_: dict[str, dict[str, float]] = {}
         for conv in self._convs:

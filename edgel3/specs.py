@@ -10,9 +10,9 @@ See ``../shared/docs/MODELS.md`` §1-2 and ``FRONTEND.md`` §0 for the sources.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
+from .checks import is_real
 from .exceptions import ParameterError
 
 __all__ = [
@@ -293,10 +293,6 @@ def get_spec(name: str) -> ModelSpec:
     return REGISTRY[stem]
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def resolve_spec(
     model_type: str = "sparse",
     emb_dim: int = 128,
@@ -339,9 +335,9 @@ def resolve_spec(
         raise ParameterError(
             f"Invalid retrain type {retrain_type!r}; expected one of {RETRAIN_TYPES}."
         )
-    if not _is_real(sparsity) or float(sparsity) not in SPARSITIES:
+    if not is_real(sparsity) or float(sparsity) not in SPARSITIES:
         raise ParameterError(f"Invalid sparsity value {sparsity!r}; expected one of {SPARSITIES}.")
-    if not _is_real(emb_dim) or emb_dim not in EMB_DIMS:
+    if not is_real(emb_dim) or emb_dim not in EMB_DIMS:
         raise ParameterError(
             f"Invalid embedding dimension {emb_dim!r}; expected one of {EMB_DIMS}."
         )

@@ -42,13 +42,14 @@ class ModelRef:
 
     def load(self):
         """Load (or return) the model in this process; cached per process."""
-        from ..core import _load_official, _resolve_model
+        from ..loading import load_official
+        from ..reference import resolve_model
 
         if self.weights is not None:
             # Environment settings (EDGEL3_WEIGHTS_DIR) may not reach Ray workers: pass the file.
             found = self.weights if os.path.exists(self.weights) else None
-            return _load_official(get_spec(self.source), weights_path=found)
-        return _resolve_model(self.source, "sparse", 128, "ft", 95.45)
+            return load_official(get_spec(self.source), weights_path=found)
+        return resolve_model(self.source).load()
 
 
 def resolve_model_ref(

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import FileResult, _check_batch_size, _check_options
+from ..checks import check_positive_int
+from ..core import FileResult, check_embedding_options
 from ..exceptions import ParameterError
 from ..files import get_output_path
 from ..outputs import FileTask, ResultsManifest, remove_partial_outputs, shard_tag
@@ -77,8 +78,8 @@ def check_run_options(
     model_type, emb_dim, retrain_type, sparsity, center, hop_size, batch_size, output_format
 ) -> None:
     """Validate the options shared by every engine (raises ParameterError)."""
-    _check_options(model_type, emb_dim, retrain_type, sparsity, center, hop_size, 0)
-    _check_batch_size(batch_size)
+    check_embedding_options(None, model_type, emb_dim, retrain_type, sparsity, center, hop_size)
+    check_positive_int(batch_size, "batch_size")
     if output_format not in OUTPUT_FORMATS:
         raise ParameterError(
             f"output_format must be one of {OUTPUT_FORMATS}; got output_format={output_format!r}."

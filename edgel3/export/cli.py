@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         + f") and {result.sidecar}"
     )
     if args.check:
+        from ..litert import LiteRTModel
         from .fidelity import compare_embeddings
-        from .runtime import LiteRTModel
 
         exported = LiteRTModel(result.path)
         windows = calibration_data(args.check, exported.sample_rate, max_windows=args.check_windows)

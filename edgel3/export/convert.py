@@ -36,10 +36,10 @@ import numpy as np
 
 from ..exceptions import EdgeL3Warning, ParameterError
 from ..files import atomic_write
+from ..litert import frontend_to_dict, sidecar_path
 from ..specs import FrontendConfig
 from ..version import __version__
 from .calibration import DEFAULT_CALIBRATION_HOP, DEFAULT_CALIBRATION_WINDOWS, calibration_inputs
-from .runtime import frontend_to_dict, sidecar_path
 
 __all__ = [
     "QUANTIZATIONS",
@@ -374,9 +374,9 @@ def _io_description(detail: dict) -> dict:
 def _describe(
     model, flatbuffer, variant, quantization, frontend, sample_rate, calibration, n_cal, bands
 ):
-    from .runtime import _make_interpreter
+    from ..litert import make_interpreter
 
-    interpreter = _make_interpreter(flatbuffer, None)
+    interpreter = make_interpreter(flatbuffer, None)
     sources = None
     if calibration is not None and not isinstance(calibration, np.ndarray):
         items = [calibration] if isinstance(calibration, (str, os.PathLike)) else calibration

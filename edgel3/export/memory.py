@@ -179,12 +179,12 @@ def _load(model) -> Graph:
             return graph_from_keras(_resolve_model(str(model), "sparse", 128, "ft", 95.45))
         if path.suffix.lower() == ".tflite":
             graph = graph_from_tflite(path.read_bytes(), path.name)
-            from .runtime import read_sidecar
+            from ..litert import read_sidecar
 
             info = read_sidecar(path)
             if info and info.get("frontend"):
+                from ..litert import frontend_from_dict
                 from ._graph import frontend_macs
-                from .runtime import frontend_from_dict
 
                 config = frontend_from_dict(info["frontend"])
                 graph.frontend = config

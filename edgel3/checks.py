@@ -1,0 +1,322 @@
+"""The one set of argument and audio checks used by every edgel3 module.
+
+One rule per quantity (modelled on ``librosa.util.valid_audio``): each
+``check_*`` function validates a value, raises
+:class:`~edgel3.exceptions.ParameterError` or
+:class:`~edgel3.exceptions.AudioError` with a message naming the argument,
+and returns the value normalised (``44100.0`` -> ``44100``). Nothing here
+imports more than NumPy.
+
+======================  ==================================================
+quantity                rule
+======================  ==================================================
+sample rate             a finite, positive, integer-valued real (Hz)
+hop size                a finite, positive real (seconds)
+counts (batch size...)  an integer >= 1 (``bool`` is not an integer here)
+flags (``center``)      ``True`` or ``False`` (``1``/``0`` accepted)
+``verbose``             ``0`` or ``1`` (``True``/``False`` accepted)
+audio                   numeric, non-empty, 1-D or 2-D ``(n, channels)``,
+                        finite; all-zero audio warns
+======================  ==================================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from .exceptions import AudioError, EdgeL3Warning, ParameterError
+
+__all__ = [
+    "is_real",
+    "check_sample_rate",
+    "check_positive_int",
+    "check_non_negative_int",
+    "check_hop_size",
+    "check_flag",
+    "check_verbose",
+    "check_choice",
+    "check_fraction",
+    "check_audio",
+    "as_mono",
+    "ZEROS_WARNING",
+    "SHORT_WARNING",
+]
+
+#: 0.2.1's warning texts (kept word for word: user filters match on them).
+ZEROS_WARNING = "Provided audio is all zeros"
+SHORT_WARNING = (
+    "Duration of provided audio is shorter than window size (1 second). Audio will be padded."
+)
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a real number (``bool`` excluded).
+
+    Parameters
+    ----------
+    value : any
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_sample_rate(sr, name: str = "sr") -> int:
+    """A sample rate: a finite, positive, integer-valued number of Hz.
+
+    Parameters
+    ----------
+    sr : int or float
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+
+    Examples
+    --------
+    >>> check_sample_rate(44100.0)
+    44100
+    """
+    if not is_real(sr) or not math.isfinite(sr) or sr <= 0 or sr != int(sr):
+        raise ParameterError(
+            f"Invalid sample rate {name}={sr!r}: expected a positive integer number of Hz."
+        )
+    return int(sr)
+
+
+def check_positive_int(value, name: str) -> int:
+    """An integer >= 1 (batch sizes, job counts, filter counts...).
+
+    Parameters
+    ----------
+    value : int
+    name : str
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+        For non-integers (``True`` and ``2.0`` included) and values < 1.
+    """
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ParameterError(f"{name} must be a positive integer; got {name}={value!r}.")
+    return int(value)
+
+
+def check_non_negative_int(value, name: str) -> int:
+    """An integer >= 0 (sample counts, indices).
+
+    Parameters
+    ----------
+    value : int
+    name : str
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+    """
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 0:
+        raise ParameterError(f"{name} must be a non-negative integer; got {name}={value!r}.")
+    return int(value)
+
+
+def check_hop_size(hop_size) -> float:
+    """A hop between windows: a finite, positive number of seconds.
+
+    Parameters
+    ----------
+    hop_size : float
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ParameterError
+    """
+    if not is_real(hop_size) or not math.isfinite(hop_size) or hop_size <= 0:
+        raise ParameterError(
+            f"Invalid hop size {hop_size!r}: hop_size must be a positive number of seconds."
+        )
+    return float(hop_size)
+
+
+def check_flag(value, name: str) -> bool:
+    """A boolean option such as ``center``: ``True``/``False`` (or ``1``/``0``).
+
+    Parameters
+    ----------
+    value : bool
+    name : str
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ParameterError
+    """
+    if isinstance(value, (str, bytes)) or value not in (True, False):
+        raise ParameterError(f"Invalid {name} value {value!r}: expected True or False.")
+    return bool(value)
+
+
+def check_verbose(verbose) -> int:
+    """0.2.1's verbosity: ``0`` or ``1``.
+
+    Parameters
+    ----------
+    verbose : int or bool
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+    """
+    if isinstance(verbose, (str, bytes)) or verbose not in (0, 1):
+        raise ParameterError(f"Invalid verbosity level {verbose!r}: expected 0 or 1.")
+    return int(verbose)
+
+
+def check_choice(value, choices, name: str):
+    """One of a fixed set of values.
+
+    Parameters
+    ----------
+    value : any
+    choices : sequence
+    name : str
+
+    Returns
+    -------
+    any
+        ``value``.
+
+    Raises
+    ------
+    ParameterError
+    """
+    if value not in tuple(choices):
+        raise ParameterError(f"{name} must be one of {tuple(choices)}; got {name}={value!r}.")
+    return value
+
+
+def check_fraction(value, name: str, *, inclusive: bool = False) -> float:
+    """A number in ``(0, 1)`` (or ``[0, 1]`` with ``inclusive``).
+
+    Parameters
+    ----------
+    value : float
+    name : str
+    inclusive : bool
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ParameterError
+    """
+    ok = is_real(value) and math.isfinite(value)
+    ok = ok and ((0 <= value <= 1) if inclusive else (0 < value < 1))
+    if not ok:
+        interval = "[0, 1]" if inclusive else "(0, 1)"
+        raise ParameterError(f"{name} must be a number in {interval}; got {name}={value!r}.")
+    return float(value)
+
+
+def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarray:
+    """Validate one signal in 0.2.1's order; warn if it is all zeros.
+
+    Parameters
+    ----------
+    audio : array-like [shape=(n,) or (n, channels)]
+        Samples, soundfile's layout (samples x channels). Integer PCM is
+        accepted as it is (the front end normalises each window, so scale
+        does not matter).
+    label : str
+        How to name the signal in messages (``'audio[3]'``).
+    stacklevel : int
+        For the all-zeros warning.
+
+    Returns
+    -------
+    np.ndarray
+        The array (not copied, not converted).
+
+    Raises
+    ------
+    AudioError
+        Non-numeric, empty, 0-D or more than 2-D, NaN or infinite samples.
+
+    Warns
+    -----
+    EdgeL3Warning
+        :data:`ZEROS_WARNING`.
+    """
+    array = np.asarray(audio)
+    if array.dtype.kind not in "biuf":
+        raise AudioError(
+            f"{label} must be a numeric array; got dtype {array.dtype} ({type(audio).__name__})."
+        )
+    if array.size == 0:
+        raise AudioError(f"Got empty audio (input shape {array.shape})")
+    if not np.any(array):
+        warnings.warn(ZEROS_WARNING, EdgeL3Warning, stacklevel=stacklevel)
+    if array.ndim > 2 or array.ndim == 0:
+        raise AudioError(f"Audio array can only be 1D or 2D; got {label} of shape {array.shape}.")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise AudioError(f"{label} contains {bad} NaN or infinite sample(s); clean it first.")
+    return array
+
+
+def as_mono(audio, func: str) -> np.ndarray:
+    """A float64 1-D signal, or an error telling the caller to downmix.
+
+    Parameters
+    ----------
+    audio : array-like [shape=(n,)]
+    func : str
+        The calling function, for the message.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float64]
+
+    Raises
+    ------
+    AudioError
+    """
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim != 1:
+        raise AudioError(
+            f"{func} expects mono audio of shape (n,); got shape {audio.shape}. "
+            "Use edgel3.frontend.downmix first."
+        )
+    return audio

@@ -1,0 +1,363 @@
+"""Running a model over window pipelines: arrays, files (whole or streamed), live chunks.
+
+Every embedding computed by edgel3 goes through this module: sources feed
+:class:`~edgel3.pipeline.WindowPipeline` objects, :func:`~edgel3.pipeline.batches`
+groups their windows, and one runner (:func:`edgel3.runners.select_runner`,
+via :meth:`edgel3.reference.ModelReference.runner`) embeds the batches.
+
+* :func:`embed_signals` -- checked arrays (one or many, windows batched
+  across signals);
+* :func:`embed_path` -- one file, read whole, or block by block when it is at
+  least :data:`STREAM_MIN_SECONDS` long (flat memory, same numbers);
+* :class:`EmbeddingStream` -- live audio pushed in chunks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import frontend
+from .checks import check_audio, check_hop_size, check_positive_int, check_sample_rate
+from .exceptions import AudioError, EdgeL3Error
+from .files import audio_info, read_audio, read_blocks
+from .pipeline import WindowPipeline, batches
+
+__all__ = [
+    "run_batches",
+    "embed_signals",
+    "embed_path",
+    "EmbeddingStream",
+    "should_stream",
+    "STREAM_MIN_SECONDS",
+]
+
+#: Files at least this long (seconds) are read and embedded block by block.
+STREAM_MIN_SECONDS = 60.0
+
+
+def should_stream(info) -> bool:
+    """Whether a file (:class:`~edgel3.files.AudioInfo`) is long enough to stream.
+
+    Parameters
+    ----------
+    info : AudioInfo
+
+    Returns
+    -------
+    bool
+    """
+    return info.frames >= STREAM_MIN_SECONDS * info.sample_rate
+
+
+def run_batches(runner, window_batches: Iterable[np.ndarray], total: int, verbose=0) -> np.ndarray:
+    """Embed an iterator of window batches into one ``(total, D)`` float32 array.
+
+    Parameters
+    ----------
+    runner : Runner
+    window_batches : iterable of np.ndarray [shape=(b, 1, sr)]
+    total : int
+        Windows announced by the pipelines; a different count is an error
+        (never an uninitialised or dropped row).
+    verbose : bool or int
+        Progress bar over windows.
+
+    Returns
+    -------
+    np.ndarray [shape=(total, D), dtype=float32]
+
+    Raises
+    ------
+    EdgeL3Error
+        If the batches hold more or fewer windows than ``total``.
+    """
+    from tqdm.auto import tqdm
+
+    outputs = np.empty((total, int(runner.embedding_size)), dtype=np.float32)
+    position = 0
+    with tqdm(total=total, unit="window", disable=not verbose, leave=False) as bar:
+        for batch in window_batches:
+            if position + len(batch) > total:
+                raise EdgeL3Error(
+                    f"The pipeline produced more than the {total} windows it announced; "
+                    "this is a bug in edgel3, please report it."
+                )
+            outputs[position : position + len(batch)] = runner.predict_on_batch(batch)
+            position += len(batch)
+            bar.update(len(batch))
+    if position != total:
+        raise EdgeL3Error(
+            f"The pipeline produced {position} of the {total} windows it announced; "
+            "this is a bug in edgel3, please report it."
+        )
+    return outputs
+
+
+def embed_signals(
+    reference,
+    signals,
+    rates,
+    *,
+    hop_size: float,
+    center: bool,
+    batch_size: int,
+    verbose=0,
+    fast_resample: bool = False,
+) -> list[np.ndarray]:
+    """Embed checked signals with one runner, their windows batched together.
+
+    Parameters
+    ----------
+    reference : ModelReference
+    signals : list of np.ndarray [shape=(n,) or (n, channels)]
+        Checked with :func:`edgel3.checks.check_audio`.
+    rates : list of int
+        Their sample rates.
+    hop_size, center, batch_size, verbose, fast_resample
+        As in :func:`edgel3.get_embedding`.
+
+    Returns
+    -------
+    list of np.ndarray [shape=(T_i, D), dtype=float32]
+    """
+    target_sr = reference.sample_rate
+    pipelines = [
+        WindowPipeline(
+            rate,
+            target_sr,
+            hop_size=hop_size,
+            center=center,
+            fast_resample=fast_resample,
+            n_frames=len(signal),
+        )
+        for signal, rate in zip(signals, rates)
+    ]
+    counts = [p.n_windows for p in pipelines]
+    windows = (w for p, s in zip(pipelines, signals) for w in p.run(s))
+    runner = reference.runner(sum(counts))
+    outputs = run_batches(runner, batches(windows, batch_size), sum(counts), verbose)
+    return np.split(outputs, np.cumsum(counts)[:-1])
+
+
+def _file_windows(info, pipeline: WindowPipeline):
+    """Read a file block by block into ``pipeline``; non-finite samples counted over the file."""
+    bad = 0
+    for block in read_blocks(info):
+        block_bad = block.size - int(np.count_nonzero(np.isfinite(block)))
+        bad += block_bad
+        if not bad:
+            yield pipeline.push(block)
+    if bad:
+        raise AudioError(f"audio contains {bad} NaN or infinite sample(s); clean it first.")
+    yield pipeline.close()
+
+
+def embed_path(
+    reference,
+    path: str | os.PathLike,
+    *,
+    hop_size: float,
+    center: bool,
+    batch_size: int,
+    verbose=0,
+    fast_resample: bool = False,
+    stream: bool | None = None,
+):
+    """Embed one audio file; long files are streamed block by block (flat memory).
+
+    Both ways give the same rows (same windows, same batches).
+
+    Parameters
+    ----------
+    reference : ModelReference
+    path : path-like
+    hop_size, center, batch_size, verbose, fast_resample
+        As in :func:`edgel3.get_embedding`.
+    stream : bool, optional
+        Force (``True``) or forbid (``False``) streaming; default: files of
+        at least :data:`STREAM_MIN_SECONDS`.
+
+    Returns
+    -------
+    embedding : np.ndarray [shape=(T, D), dtype=float32]
+    timestamps : np.ndarray [shape=(T,)]
+    info : AudioInfo
+        The file's header.
+
+    Raises
+    ------
+    AudioError
+        Missing, unreadable, empty, non-finite or too short audio.
+    """
+    info = audio_info(path)
+    if stream is None:
+        stream = should_stream(info)
+    if not stream:
+        audio, sr = read_audio(path)
+        signal = check_audio(audio, "audio", stacklevel=4)
+        (embedding,) = embed_signals(
+            reference,
+            [signal],
+            [sr],
+            hop_size=hop_size,
+            center=center,
+            batch_size=batch_size,
+            verbose=verbose,
+            fast_resample=fast_resample,
+        )
+        return embedding, frontend.timestamps(len(embedding), hop_size), info
+    if info.frames == 0:
+        shape = (0,) if info.channels == 1 else (0, info.channels)
+        raise AudioError(f"Got empty audio (input shape {shape})")
+    pipeline = WindowPipeline(
+        info.sample_rate,
+        reference.sample_rate,
+        hop_size=hop_size,
+        center=center,
+        fast_resample=fast_resample,
+        n_frames=info.frames,
+        warn_zeros=True,
+    )
+    total = pipeline.n_windows
+    runner = reference.runner(total)
+    embedding = run_batches(
+        runner, batches(_file_windows(info, pipeline), batch_size), total, verbose
+    )
+    return embedding, frontend.timestamps(total, hop_size), info
+
+
+class EmbeddingStream:
+    """Embeddings of live audio, computed as the chunks arrive.
+
+    ``emb, ts = stream.push(chunk)`` returns the windows completed so far;
+    :meth:`close` flushes the rest (end padding). For any chunking, the
+    concatenated rows and timestamps equal :func:`edgel3.get_embedding` on
+    the whole signal (values within float32 rounding of the batch sizes).
+    Memory is bounded: only the resampler's filter reach and one window of
+    samples are kept between calls.
+
+    A window is emitted as soon as its last input sample has arrived, plus,
+    when the input is resampled exactly, the filter's reach
+    (:attr:`latency` input samples: 4,096 at 44.1 kHz -> 8 kHz, 64 at
+    44.1 -> 48 kHz; see ``docs/pipeline.rst``).
+
+    Parameters
+    ----------
+    model : as in :func:`edgel3.get_embedding`
+    sr : int
+        Rate of the pushed audio (Hz).
+    hop_size : float
+    center : bool
+    batch_size : int
+    fast_resample : bool
+        Also streams (soxr), with soxr's own delay.
+    model_type, emb_dim, retrain_type, sparsity
+        0.2.1's model selection when ``model`` is None.
+
+    Attributes
+    ----------
+    latency : int
+        Input samples a window waits for after its last sample.
+    rows : int
+        Rows emitted so far.
+
+    Examples
+    --------
+    >>> stream = edgel3.EmbeddingStream('tiny', 16000, hop_size=0.5)   # doctest: +SKIP
+    >>> for chunk in microphone():                                       # doctest: +SKIP
+    ...     emb, ts = stream.push(chunk)
+    >>> emb, ts = stream.close()                                         # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model=None,
+        sr: int = 48000,
+        *,
+        hop_size: float = 0.1,
+        center: bool = True,
+        batch_size: int = 64,
+        fast_resample: bool = False,
+        model_type="sparse",
+        emb_dim=128,
+        retrain_type="ft",
+        sparsity=95.45,
+    ):
+        from .checks import check_flag
+        from .reference import resolve_model
+
+        self.sr = check_sample_rate(sr)
+        self.hop_size = check_hop_size(hop_size)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.reference = resolve_model(model, model_type, emb_dim, retrain_type, sparsity)
+        self._runner = self.reference.runner(None)
+        self._pipeline = WindowPipeline(
+            self.sr,
+            self.reference.sample_rate,
+            hop_size=self.hop_size,
+            center=check_flag(center, "center"),
+            fast_resample=bool(fast_resample),
+            warn_zeros=True,
+        )
+        self.latency = self._pipeline.latency
+        self.rows = 0
+        self._closed = False
+
+    def _embed(self, windows: np.ndarray):
+        count = windows.shape[0]
+        embedding = np.empty((count, int(self._runner.embedding_size)), np.float32)
+        position = 0
+        for batch in batches([windows], self.batch_size):
+            embedding[position : position + len(batch)] = self._runner.predict_on_batch(batch)
+            position += len(batch)
+        stamps = (self.rows + np.arange(count)) * self.hop_size
+        self.rows += count
+        return embedding, stamps
+
+    def push(self, chunk) -> tuple[np.ndarray, np.ndarray]:
+        """Add audio; return the embeddings of the windows it completes.
+
+        Parameters
+        ----------
+        chunk : array-like [shape=(m,) or (m, channels)]
+            Any length, zero included.
+
+        Returns
+        -------
+        embedding : np.ndarray [shape=(k, D), dtype=float32]
+        timestamps : np.ndarray [shape=(k,)]
+
+        Raises
+        ------
+        AudioError
+            Non-numeric, >2-D or non-finite samples; a push after :meth:`close`.
+        """
+        if self._closed:
+            raise AudioError("This EmbeddingStream is closed; open a new one.")
+        array = np.asarray(chunk)
+        if array.size == 0:
+            return self._embed(np.zeros((0, self.reference.sample_rate)))
+        if array.dtype.kind not in "biuf" or array.ndim > 2:
+            raise AudioError(
+                f"Chunks must be numeric arrays of shape (m,) or (m, channels); got dtype "
+                f"{array.dtype}, shape {array.shape}."
+            )
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise AudioError("The chunk contains NaN or infinite samples; clean it first.")
+        return self._embed(self._pipeline.push(array))
+
+    def close(self) -> tuple[np.ndarray, np.ndarray]:
+        """End of audio: embed the windows still owed (end padding).
+
+        Returns
+        -------
+        embedding : np.ndarray [shape=(k, D), dtype=float32]
+        timestamps : np.ndarray [shape=(k,)]
+        """
+        if self._closed:
+            raise AudioError("This EmbeddingStream is already closed.")
+        self._closed = True
+        return self._embed(self._pipeline.close())
