@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import numbers
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..checks import check_non_negative_int, check_positive_int
 from ..exceptions import AudioError, ParameterError
 from ..files import collect_audio_files
 
@@ -108,18 +108,36 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def check_shard(shard) -> tuple[int, int] | None:
+    """Check a shard given as ``(i, n)``, ``'i/n'`` or None (0-based ``0 <= i < n``).
+
+    Parameters
+    ----------
+    shard : (int, int), str or None
+
+    Returns
+    -------
+    (int, int) or None
+
+    Raises
+    ------
+    ParameterError
+        If ``i`` or ``n`` is not an integer (``True`` included) or ``i`` is out of range.
+    """
     if shard is None:
         return None
     if isinstance(shard, str):
         return parse_shard(shard)
-    index, count = shard
-    if not (isinstance(index, numbers.Integral) and isinstance(count, numbers.Integral)) or not (
-        0 <= index < count
-    ):
+    try:
+        index, count = shard
+    except (TypeError, ValueError):
+        raise ParameterError(f"shard must be (i, n) or 'i/n'; got shard={shard!r}.") from None
+    index = check_non_negative_int(index, "shard index")
+    count = check_positive_int(count, "shard count")
+    if index >= count:
         raise ParameterError(
             f"shard index is 0-based: expected i/n with 0 <= i < n; got {index}/{count}."
         )
-    return int(index), int(count)
+    return index, count
 
 
 def _shard_of(path, count: int) -> int:
