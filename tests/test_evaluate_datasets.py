@@ -14,6 +14,7 @@ from edgel3.evaluate.datasets import (
     load_dataset,
     load_esc50,
 )
+from edgel3.evaluate.metadata import check_folds, keep_existing, sorted_unique
 from edgel3.exceptions import EdgeL3Warning, ParameterError
 
 from .conftest import DATA_DIR
@@ -21,6 +22,7 @@ from .conftest import DATA_DIR
 ESC10 = DATA_DIR / "esc10"
 
 
+@pytest.mark.shared
 def test_esc10_metadata_read_in_place():
     ds = load_dataset(ESC10, ESC10 / "meta" / "esc10.csv")
     assert ds.layout == "esc50" and len(ds) == 400
@@ -39,6 +41,7 @@ def test_esc10_metadata_read_in_place():
     assert all(len(f) == 1 for f in folds_of_group.values())
 
 
+@pytest.mark.shared
 def test_esc50_csv_with_esc10_audio_needs_skip():
     with pytest.raises(ParameterError, match="1600 of 2000 rows have no audio"):
         load_esc50(ESC10, ESC10 / "meta" / "esc50.csv")
@@ -47,6 +50,7 @@ def test_esc50_csv_with_esc10_audio_needs_skip():
     assert len(ds) == 400 and len(ds.classes) == 10
 
 
+@pytest.mark.shared
 def test_subset_keeps_only_given_folds():
     ds = load_dataset(ESC10, ESC10 / "meta" / "esc10.csv").subset(["2", 4])
     assert ds.fold_names == (2, 4) and len(ds) == 160
@@ -119,3 +123,24 @@ def test_bad_arguments(tmp_path):
         load_dataset(tmp_path)
     with pytest.raises(ParameterError, match="labels must have shape"):
         Dataset(paths=["a", "b"], labels=[0], folds=[1, 2], classes=["x"], groups=["a", "b"])
+
+
+def test_fold_helpers():
+    assert sorted_unique([3, 1, 3, 2]) == (1, 2, 3)
+    assert sorted_unique(["test", 1, "train"]) == (1, "test", "train")  # mixed: by str
+    # Folds typed on the command line ('2') name the dataset's int folds.
+    assert check_folds(["2", 3], (1, 2, 3), "folds") == [2, 3]
+    assert check_folds(1, (1, 2), "test_folds") == [1]
+    with pytest.raises(ParameterError, match="test_folds must be folds of the dataset"):
+        check_folds(["x"], (1, 2), "test_folds")
+    with pytest.raises(ParameterError, match="must name at least one fold"):
+        check_folds([], (1, 2), "folds")
+
+
+def test_missing_must_be_error_or_skip(tmp_path):
+    with pytest.warns(EdgeL3Warning, match="1 of 2 rows have no audio"):
+        assert keep_existing([tmp_path, None], tmp_path, "skip", "rows") == [0]
+    with pytest.raises(ParameterError, match=r"missing must be one of \('error', 'skip'\)"):
+        keep_existing([tmp_path], tmp_path, "ignore", "rows")
+    with pytest.raises(ParameterError, match="Invalid multilabel value 'yes'"):
+        load_dataset(tmp_path, tmp_path / "m.csv", multilabel="yes")

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgel3 import core
+from edgel3 import loading
+from edgel3.bundled import TINY_PATH
 from edgel3.cli import build_parser, main
-from edgel3.evaluate import cli as evaluate_cli
+from edgel3.commands import evaluate as evaluate_cli
+from edgel3.evaluate import embeddings as embeddings_module
 from edgel3.evaluate import evaluate
 from edgel3.evaluate.classifiers import CLASSIFIERS
 from edgel3.evaluate.datasets import load_dataset
@@ -27,19 +29,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class _Counter:
-    """Wraps edgel3.core.get_embedding and counts calls and embedded signals."""
+    """Wraps the engine call of edgel3.evaluate.embeddings and counts the files it embeds."""
 
     def __init__(self, monkeypatch):
-        self.calls = 0
-        self.signals = 0
-        original = core.get_embedding
+        self.files = 0
+        original = embeddings_module.embed_path
 
-        def counting(audio, *args, **kwargs):
-            self.calls += 1
-            self.signals += len(audio)
-            return original(audio, *args, **kwargs)
+        def counting(*args, **kwargs):
+            self.files += 1
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(core, "get_embedding", counting)
+        monkeypatch.setattr(embeddings_module, "embed_path", counting)
 
 
 @pytest.fixture
@@ -56,30 +56,35 @@ def wav_files(tmp_path, rng):
 def test_cache_reuse_does_not_call_the_model(monkeypatch, tmp_path, wav_files):
     cache = tmp_path / "cache"
     counter = _Counter(monkeypatch)
-    first, info = embed_files(wav_files, SEA64_GZ, hop_size=0.5, cache_dir=cache, files_per_call=2)
-    assert (info["computed"], info["cached"]) == (5, 0)
-    assert (counter.calls, counter.signals) == (3, 5)  # 2 + 2 + 1 files per call
+    first, info = embed_files(wav_files, "tiny", hop_size=0.5, cache_dir=cache)
+    assert (info["computed"], info["cached"]) == (5, 0) and counter.files == 5
     # Second run: no model call, and not even a model load.
-    load = core.load_model_file
-    monkeypatch.setattr(core, "load_model_file", lambda *a, **k: pytest.fail("model loaded"))
-    second, info = embed_files(wav_files, SEA64_GZ, hop_size=0.5, cache_dir=cache)
-    assert counter.calls == 3 and (info["computed"], info["cached"]) == (0, 5)
+    load = loading.load_model_file
+    monkeypatch.setattr(loading, "load_model_file", lambda *a, **k: pytest.fail("model loaded"))
+    second, info = embed_files(wav_files, "tiny", hop_size=0.5, cache_dir=cache)
+    assert counter.files == 5 and (info["computed"], info["cached"]) == (0, 5)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)  # the cache stores the exact float32 array
     # Only what changed is recomputed: an edited file misses, another hop misses.
-    monkeypatch.setattr(core, "load_model_file", load)
+    monkeypatch.setattr(loading, "load_model_file", load)
     sf.write(wav_files[0], np.zeros(8000) + 0.01, 8000)
-    _, info = embed_files(wav_files, SEA64_GZ, hop_size=0.5, cache_dir=cache)
-    assert (info["computed"], counter.signals) == (1, 6)
-    _, info = embed_files(wav_files[:2], SEA64_GZ, hop_size=0.25, cache_dir=cache)
-    assert (info["computed"], counter.signals) == (2, 8)
+    _, info = embed_files(wav_files, "tiny", hop_size=0.5, cache_dir=cache)
+    assert (info["computed"], counter.files) == (1, 6)
+    _, info = embed_files(wav_files[:2], "tiny", hop_size=0.25, cache_dir=cache)
+    assert (info["computed"], counter.files) == (2, 8)
+    # Files with the same content are embedded once.
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(wav_files[1].read_bytes())
+    embs, info = embed_files([wav_files[1], copy], "tiny", hop_size=0.2, cache_dir=cache)
+    assert (info["computed"], counter.files) == (1, 9)
+    np.testing.assert_array_equal(embs[0], embs[1])
 
 
 def test_loaded_model_and_its_file_share_embeddings(tmp_path, wav_files):
-    model = core.load_model_file(SEA64_GZ)
+    model = loading.load_model_file(TINY_PATH)
     from_model, info_model = embed_files(wav_files[:2], model, hop_size=0.5, cache_dir=tmp_path)
-    from_file, _ = embed_files(wav_files[:2], SEA64_GZ, hop_size=0.5, cache_dir=tmp_path / "b")
-    assert info_model["model"]["source"] == "keras"
+    from_file, info_file = embed_files(wav_files[:2], TINY_PATH, hop_size=0.5, cache_dir=tmp_path)
+    assert info_model["model"]["source"] == "object" and info_file["model"]["source"] == "bundled"
     for a, b in zip(from_model, from_file):
         np.testing.assert_array_equal(a, b)  # same weights, same windows: identical
 
@@ -88,7 +93,9 @@ def test_bad_file_is_named(tmp_path, wav_files):
     bad = tmp_path / "audio" / "bad.wav"
     sf.write(bad, np.full(8000, np.nan), 8000, subtype="FLOAT")
     with pytest.raises(AudioError, match=r'Cannot embed ".*bad.wav": .*NaN'):
-        embed_files([wav_files[0], bad], SEA64_GZ, cache_dir=tmp_path / "cache")
+        embed_files([wav_files[0], bad], "tiny", cache_dir=tmp_path / "cache")
+    with pytest.raises(AudioError, match="could not be found"):
+        embed_files([tmp_path / "absent.wav"], "tiny", cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +123,7 @@ def esc10_run(tmp_path_factory):
     return out, cache, argv
 
 
+@pytest.mark.shared
 def test_cli_end_to_end_on_two_esc10_folds(esc10_run, capsys):
     out, cache, argv = esc10_run
     assert main(argv) == 0
@@ -148,6 +156,7 @@ def test_cli_end_to_end_on_two_esc10_folds(esc10_run, capsys):
     assert f"accuracy {acc['mean']:.4f}" in summary and "lowest F1" in summary
 
 
+@pytest.mark.shared
 def test_second_evaluation_reuses_cache_and_is_reproducible(esc10_run, monkeypatch):
     out, cache, argv = esc10_run
     if not (out / "report.json").exists():  # run alone: build the cache first
@@ -158,10 +167,14 @@ def test_second_evaluation_reuses_cache_and_is_reproducible(esc10_run, monkeypat
         model=SEA64_GZ, quick=True, folds=[1, 2], cache_dir=cache, test_folds=[2], plots=False
     )
     again = evaluate(ESC10, ESC10 / "meta" / "esc10.csv", **kwargs)
-    assert counter.calls == 0 and again["embedding"]["cached_files"] == 160
+    assert counter.files == 0 and again["embedding"]["cached_files"] == 160
     assert again["accuracy"]["per_fold"] == first["accuracy"]["per_fold"][1:]
     svm = evaluate(ESC10, ESC10 / "meta" / "esc10.csv", classifier="svm", **kwargs)
-    assert counter.calls == 0 and 0.35 < svm["accuracy"]["mean"] <= 1.0  # see above
+    assert counter.files == 0 and 0.35 < svm["accuracy"]["mean"] <= 1.0  # see above
+    # The short name resolves to the identity of the official file: same cache, no model run.
+    short = evaluate(ESC10, ESC10 / "meta" / "esc10.csv", **(kwargs | {"model": "sea-64"}))
+    assert short["model"]["source"] == "official" and short["model"]["id"] == first["model"]["id"]
+    assert counter.files == 0 and short["accuracy"] == again["accuracy"]
 
 
 def test_multilabel_generic_csv(tmp_path, rng):
@@ -178,7 +191,7 @@ def test_multilabel_generic_csv(tmp_path, rng):
         rows.append(f"{i}.wav,{labels},{i // 4 + 1}")
     (tmp_path / "meta.csv").write_text("\n".join(rows) + "\n")
     data = load_dataset(tmp_path, tmp_path / "meta.csv", multilabel=True)
-    report = evaluate(data, model=SEA64_GZ, quick=True, out_dir=tmp_path / "out")
+    report = evaluate(data, model="tiny", quick=True, out_dir=tmp_path / "out")
     assert report["task"] == "multilabel" and "accuracy" not in report
     micro = report["auprc"]["micro"]
     assert len(micro["per_fold"]) == 3 and 0.0 < micro["mean"] <= 1.0
@@ -232,5 +245,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path), "--quick"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("edgel3: error: Cannot tell the layout") and err.count("\n") == 1
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).write_bytes(b"")  # the loader only checks that the files exist
+    (tmp_path / "meta.csv").write_text("path,label,fold\na.wav,x,1\nb.wav,y,2\n")
     with pytest.raises(ParameterError, match="seed must be a non-negative integer"):
-        evaluate(ESC10, ESC10 / "meta" / "esc10.csv", seed=-1)
+        evaluate(tmp_path, tmp_path / "meta.csv", seed=-1)

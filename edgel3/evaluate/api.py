@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_flag, check_non_negative_int
 from ..exceptions import ParameterError
 from .datasets import Dataset, load_dataset
-from .embeddings import DEFAULT_FILES_PER_CALL, embed_files
+from .embeddings import embed_files
 
 __all__ = ["evaluate", "QUICK_HOP_SIZE", "DEFAULT_HOP_SIZE"]
 
 logger = logging.getLogger(__name__)
 
-#: The papers' hop (PIPELINES.md section 7).
+#: The papers' hop (``docs/evaluate.rst``, Protocol).
 DEFAULT_HOP_SIZE = 0.1
 #: Quick mode's hop: 5x fewer windows to embed and classify.
 QUICK_HOP_SIZE = 0.5
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ParameterError(f"seed must be a non-negative integer; got seed={seed!r}.")
-    return int(seed)
 
 
 def evaluate(
@@ -48,7 +42,6 @@ def evaluate(
     cache_dir=None,
     plots: bool = True,
     batch_size: int = 64,
-    files_per_call: int = DEFAULT_FILES_PER_CALL,
     verbose: bool = False,
 ) -> dict:
     """Cross-validate a classifier on the embeddings of a labelled dataset.
@@ -68,11 +61,13 @@ def evaluate(
         Metadata csv when ``dataset`` is a folder (ESC-50/ESC-10,
         UrbanSound8K or ``path,label,fold``).
     layout : {'auto', 'esc50', 'us8k', 'generic'}
-    model : None, str, path-like or keras.Model
-        Any embedding model :func:`edgel3.get_embedding` accepts: an official
-        name (``'sea-64'``), a weight file (``.h5``, ``.h5.gz``, ``.keras``)
-        or a loaded Keras model (audio ``(b, 1, sr)`` -> ``(b, d)``). None is
-        get_embedding's default official model.
+    model : None, str, path-like, keras.Model or runner
+        Any model :func:`edgel3.reference.resolve_model` accepts: an official
+        or short name (``'sea-64'``), the bundled ``'tiny'``, a model file
+        (``.h5``, ``.h5.gz``, ``.keras``, ``.tflite``), a loaded Keras model
+        (audio ``(b, 1, sr)`` -> ``(b, d)``) or a runner such as a loaded
+        :class:`edgel3.litert.LiteRTModel`. None is get_embedding's default
+        official model.
     classifier : {'mlp', 'logreg', 'svm'} or sklearn estimator, optional
         Default ``'mlp'`` (the papers' protocol), or ``'logreg'`` when
         ``quick``. An estimator is used as is (wrap it with a scaler yourself).
@@ -103,8 +98,6 @@ def evaluate(
         Draw the figures (needs ``out_dir``).
     batch_size : int
         Windows per forward pass.
-    files_per_call : int
-        Files embedded per model call.
     verbose : bool
         Progress bars (embedding, fits).
 
@@ -149,7 +142,9 @@ def evaluate(
         raise ParameterError(
             f"Leave-one-fold-out needs at least two folds; got {list(dataset.fold_names)}."
         )
-    seed = _check_seed(seed)
+    seed = check_non_negative_int(seed, "seed")
+    quick = check_flag(quick, "quick")
+    plots = check_flag(plots, "plots")
     if hop_size is None:
         hop_size = QUICK_HOP_SIZE if quick else DEFAULT_HOP_SIZE
     if classifier is None:
@@ -182,7 +177,6 @@ def evaluate(
         center=center,
         cache_dir=cache_dir,
         batch_size=batch_size,
-        files_per_call=files_per_call,
         verbose=verbose,
     )
     embedded = time.perf_counter()

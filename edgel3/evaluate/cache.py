@@ -1,14 +1,15 @@
 """On-disk cache of per-file embeddings, keyed by (file content, model, hop, center).
 
 Layout: ``<cache_dir>/<model_id>/hop<hop_size>_center<0|1>/<sha[:2]>/<sha>.npy``
-where ``sha`` is the SHA-256 of the audio file's bytes, so renamed or moved
-files hit the cache and edited files miss it.
+where ``model_id`` is :attr:`edgel3.reference.ModelReference.model_id` (made
+folder-safe by :func:`folder_name`) and ``sha`` is the SHA-256 of the audio
+file's bytes, so renamed or moved files hit the cache and edited files miss
+it (see ``docs/evaluate.rst``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -16,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ParameterError
 from ..files import atomic_write
 
 __all__ = [
     "EmbeddingCache",
     "default_cache_dir",
     "file_digest",
-    "model_identity",
+    "folder_name",
     "CACHE_SUBDIR",
 ]
 
@@ -75,86 +75,30 @@ def default_cache_dir(out_dir: str | os.PathLike | None = None) -> Path:
     return Path(out_dir) / CACHE_SUBDIR
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
+def folder_name(model_id: str) -> str:
+    """A model identity made safe as one folder name.
 
-
-def _keras_digest(model) -> str:
-    """Digest of a Keras model's architecture (without layer names) and weights."""
-    digest = hashlib.sha256()
-    for layer in model.layers:
-        try:
-            config = dict(layer.get_config())
-        except Exception:  # custom layers without get_config still hash by class and weights
-            config = {}
-        config.pop("name", None)
-        digest.update(type(layer).__name__.encode())
-        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for weight in model.weights:
-        array = np.ascontiguousarray(np.asarray(weight))
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def model_identity(model) -> dict:
-    """Describe a model for cache keys and reports, without loading weight files.
+    Characters other than letters, digits, ``_ . - @`` become ``_``; an
+    identity already made of those (every official name, ``tiny@<sha>``,
+    ``model.keras@<sha>``) is kept as it is.
 
     Parameters
     ----------
-    model : None, str, path-like or keras.Model
-        As accepted by :func:`edgel3.get_embedding`: ``None`` is the default
-        official model (``sparse``, ``ft``, 95.45 %), a string is an existing
-        weight file or an official name such as ``'sea-64'``.
+    model_id : str
+        :attr:`edgel3.reference.ModelReference.model_id`.
 
     Returns
     -------
-    dict
-        ``id`` (a folder-safe key that changes when the weights change),
-        ``name``, ``source`` (``'official'``, ``'file'`` or ``'keras'``) and
-        ``path`` for files.
+    str
 
-    Raises
-    ------
-    ParameterError
-        If ``model`` is none of the above.
+    Examples
+    --------
+    >>> folder_name('edgel3_sea_ust_audio_emb_64')
+    'edgel3_sea_ust_audio_emb_64'
+    >>> folder_name('my model/v2@0123456789ab')
+    'my_model_v2@0123456789ab'
     """
-    from ..specs import get_spec, resolve_spec
-
-    if model is None:
-        spec = resolve_spec("sparse", 128, "ft", 95.45)
-        return {"id": f"{spec.name}-{spec.blob_sha1[:12]}", "name": spec.name, "source": "official"}
-    if isinstance(model, (str, os.PathLike)):
-        text = os.fspath(model)
-        if os.path.isfile(text):
-            path = Path(text).resolve()
-            name = path.name.split(".")[0]
-            digest = file_digest(path)
-            return {
-                "id": f"{_safe(name)}-{digest[:16]}",
-                "name": name,
-                "source": "file",
-                "path": str(path),
-            }
-        try:
-            spec = get_spec(text)
-        except ParameterError:
-            raise ParameterError(
-                f"model={text!r} is neither an existing file nor an official model name "
-                "(see `edgel3 models`)."
-            ) from None
-        return {"id": f"{spec.name}-{spec.blob_sha1[:12]}", "name": spec.name, "source": "official"}
-    if hasattr(model, "predict_on_batch") and hasattr(model, "layers"):
-        name = getattr(model, "name", "model")
-        return {
-            "id": f"{_safe(name)}-{_keras_digest(model)[:16]}",
-            "name": name,
-            "source": "keras",
-        }
-    raise ParameterError(
-        "model must be None, a keras.Model, a model name or a file path; "
-        f"got {type(model).__name__}."
-    )
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", str(model_id)).strip("._") or "model"
 
 
 class EmbeddingCache:
@@ -165,7 +109,7 @@ class EmbeddingCache:
     directory : path-like
         Root of the cache (see :func:`default_cache_dir`).
     model_id : str
-        ``model_identity(model)['id']``.
+        :attr:`edgel3.reference.ModelReference.model_id` of the model.
     hop_size : float
         Hop in seconds.
     center : bool
@@ -183,7 +127,9 @@ class EmbeddingCache:
         self.hop_size = float(hop_size)
         self.center = bool(center)
         self.root = (
-            self.directory / _safe(model_id) / f"hop{self.hop_size!r}_center{int(self.center)}"
+            self.directory
+            / folder_name(model_id)
+            / f"hop{self.hop_size!r}_center{int(self.center)}"
         )
 
     def path(self, digest: str) -> Path:

@@ -9,10 +9,11 @@ is refitted on the training data of every fit and never sees a test fold.
 from __future__ import annotations
 
 import copy
-import numbers
+import math
 
 import numpy as np
 
+from ..checks import check_choice, check_fraction, check_positive_int, is_real
 from ..exceptions import ParameterError
 
 try:
@@ -31,7 +32,7 @@ __all__ = [
 #: Names accepted by :func:`make_classifier`.
 CLASSIFIERS = ("mlp", "logreg", "svm")
 
-#: The papers' grid (PIPELINES.md section 7): learning rate x L2 weight decay.
+#: The papers' grid (``docs/evaluate.rst``, Protocol): learning rate x L2 weight decay.
 PAPER_GRID = {"learning_rate": [1e-5, 1e-4, 1e-3], "weight_decay": [1e-5, 1e-4, 1e-3]}
 
 #: Quick mode's single MLP setting (no grid search, shorter training).
@@ -102,22 +103,18 @@ class FrameMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         for name in ("batch_size", "max_epochs", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ParameterError(f"{name} must be a positive integer; got {name}={value!r}.")
+            check_positive_int(getattr(self, name), name)
         for name in ("learning_rate", "weight_decay"):
             value = getattr(self, name)
             if (
-                not isinstance(value, numbers.Real)
+                not is_real(value)
+                or not math.isfinite(value)
                 or value < 0
                 or (name == "learning_rate" and value == 0)
             ):
                 raise ParameterError(f"{name} must be a positive number; got {name}={value!r}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ParameterError(
-                "validation_fraction must be in [0, 1); "
-                f"got validation_fraction={self.validation_fraction!r}."
-            )
+        if self.validation_fraction != 0:  # 0: no early stopping
+            check_fraction(self.validation_fraction, "validation_fraction")
 
     def _split(self, n, groups):
         if self.validation_fraction == 0:
@@ -264,13 +261,14 @@ def make_classifier(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    check_choice(name, CLASSIFIERS, "classifier")
     if name == "mlp":
         clf = FrameMLPClassifier(random_state=seed)
         grid = dict(PAPER_GRID)
         if quick:
             clf.set_params(**QUICK_MLP_PARAMS)
             grid = {}
-    elif name in ("logreg", "svm"):
+    else:
         if name == "logreg":
             from sklearn.linear_model import LogisticRegression
 
@@ -284,6 +282,4 @@ def make_classifier(
             from sklearn.multiclass import OneVsRestClassifier
 
             clf = OneVsRestClassifier(clf)
-    else:
-        raise ParameterError(f"classifier must be one of {CLASSIFIERS}; got {name!r}.")
     return Pipeline([("scaler", StandardScaler()), ("clf", clf)]), grid

@@ -15,15 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_choice, check_flag
 from ..exceptions import ParameterError
-from ._metadata import (
+from .metadata import (
     AUDIO_SUFFIXES,
+    check_folds,
     fold_dirs,
     fold_value,
     keep_existing,
     read_csv,
     require_columns,
     resolve_audio,
+    sorted_unique,
 )
 
 __all__ = [
@@ -120,7 +123,7 @@ class Dataset:
         object.__setattr__(self, "folds", tuple(self.folds))
         object.__setattr__(self, "groups", tuple(str(g) for g in self.groups))
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
-        object.__setattr__(self, "fold_names", _sorted_unique(self.folds))
+        object.__setattr__(self, "fold_names", sorted_unique(self.folds))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -148,7 +151,7 @@ class Dataset:
         ParameterError
             If a fold is not in the dataset.
         """
-        wanted = _check_folds(folds, self.fold_names, "folds")
+        wanted = check_folds(folds, self.fold_names, "folds")
         keep = [i for i, f in enumerate(self.folds) if f in wanted]
         return replace(
             self,
@@ -157,32 +160,6 @@ class Dataset:
             folds=tuple(self.folds[i] for i in keep),
             groups=tuple(self.groups[i] for i in keep),
         )
-
-
-def _sorted_unique(values) -> tuple:
-    unique = set(values)
-    try:
-        return tuple(sorted(unique))
-    except TypeError:  # mixed int/str folds
-        return tuple(sorted(unique, key=str))
-
-
-def _check_folds(folds, available, name) -> list:
-    folds = list(folds) if not isinstance(folds, (str, int)) else [folds]
-    lookup = {str(f): f for f in available}
-    chosen = []
-    for fold in folds:
-        if fold in available:
-            chosen.append(fold)
-        elif str(fold) in lookup:  # '1' from the command line for fold 1
-            chosen.append(lookup[str(fold)])
-        else:
-            raise ParameterError(
-                f"{name} must be folds of the dataset {list(available)}; got {fold!r}."
-            )
-    if not chosen:
-        raise ParameterError(f"{name} must name at least one fold; got {folds!r}.")
-    return chosen
 
 
 # --------------------------------------------------------------------------- loaders
@@ -453,8 +430,8 @@ def load_dataset(
     >>> ds                                                      # doctest: +SKIP
     Dataset(name='esc10', clips=400, classes=10, folds=[1, 2, 3, 4, 5], multilabel=False)
     """
-    if layout not in LAYOUTS:
-        raise ParameterError(f"layout must be one of {LAYOUTS}; got layout={layout!r}.")
+    check_choice(layout, LAYOUTS, "layout")
+    multilabel = check_flag(multilabel, "multilabel")
     if audio_dir is None and metadata is None:
         raise ParameterError("Give an audio folder, a metadata csv, or both.")
     if layout == "auto":

@@ -1,30 +1,33 @@
-"""Embed the files of a dataset once, through the on-disk cache, several files per call."""
+"""Embed the files of a dataset once, through the on-disk cache and the engine.
+
+Every file is embedded by :func:`edgel3.engine.embed_path`, the path
+:func:`edgel3.embed_file` takes: the same window pipeline and runner choice,
+so the rows equal :func:`edgel3.get_embedding` on the file's samples, and
+files of a minute or more are streamed block by block. The model is resolved
+by :func:`edgel3.reference.resolve_model` (any value ``get_embedding``
+accepts) and loaded once.
+"""
 
 from __future__ import annotations
 
+import collections
 import logging
-import numbers
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import AudioError, EdgeL3Warning, ParameterError
-from .cache import EmbeddingCache, default_cache_dir, file_digest, model_identity
+from .. import frontend
+from ..checks import check_flag, check_hop_size, check_positive_int
+from ..engine import embed_path
+from ..exceptions import AudioError, EdgeL3Warning
+from ..reference import resolve_model
+from .cache import EmbeddingCache, default_cache_dir, file_digest
 
-__all__ = ["embed_files", "DEFAULT_FILES_PER_CALL"]
+__all__ = ["embed_files"]
 
 logger = logging.getLogger(__name__)
-
-#: Files whose windows share one :func:`edgel3.get_embedding` call.
-DEFAULT_FILES_PER_CALL = 16
-
-
-def _check_positive_int(value, name) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ParameterError(f"{name} must be a positive integer; got {name}={value!r}.")
-    return int(value)
 
 
 def embed_files(
@@ -35,22 +38,25 @@ def embed_files(
     center: bool = True,
     cache_dir=None,
     batch_size: int = 64,
-    files_per_call: int = DEFAULT_FILES_PER_CALL,
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], dict]:
     """Embeddings of audio files, computed once and then read from the cache.
 
     Files are hashed; those already in the cache for this (model, hop,
-    center) are loaded, the others are read and embedded ``files_per_call``
-    at a time (their windows batched together) with one loaded model, then
-    stored. The model is only loaded when something must be computed.
+    center) are loaded, the others are embedded one by one with one loaded
+    model and stored. The model is only loaded when something must be
+    computed. Files with the same content are embedded once.
 
     Parameters
     ----------
     paths : sequence of path-like [length n]
         Audio files.
-    model : None, str, path-like or keras.Model
-        As in :func:`edgel3.get_embedding`.
+    model : None, str, path-like, keras.Model or runner
+        Anything :func:`edgel3.reference.resolve_model` accepts: an official
+        or short name (``'sea-64'``), a bundled name (``'tiny'``), a model
+        file (``.h5``, ``.h5.gz``, ``.keras``, ``.tflite``), a loaded Keras
+        model or a runner such as :class:`edgel3.litert.LiteRTModel`. None is
+        :func:`edgel3.get_embedding`'s default model.
     hop_size : float
         Hop between windows in seconds.
     center : bool
@@ -59,58 +65,70 @@ def embed_files(
         Cache root (default: :func:`~edgel3.evaluate.cache.default_cache_dir`).
     batch_size : int
         Windows per forward pass.
-    files_per_call : int
-        Files per :func:`edgel3.get_embedding` call.
     verbose : bool
         Show a progress bar over files.
 
     Returns
     -------
-    embeddings : list of np.ndarray [shape=(frames_i, emb_dim)]
-        float32, one per path, in order.
+    embeddings : list of np.ndarray [shape=(frames_i, emb_dim), dtype=float32]
+        One per path, in order; equal to ``get_embedding`` on each file.
     info : dict
-        ``model`` (see :func:`~edgel3.evaluate.cache.model_identity`),
-        ``digests`` (SHA-256 per file), ``cache_dir``, ``cached`` and
-        ``computed`` (file counts), ``warnings`` (per-file messages),
-        ``seconds``.
+        ``model`` (:meth:`edgel3.reference.ModelReference.describe`),
+        ``digests`` (SHA-256 per file), ``cache_dir`` (None when the model
+        has no stable identity, see below), ``cached`` and ``computed`` (file
+        counts), ``warnings`` (``{path: [message, ...]}``: the
+        :class:`~edgel3.exceptions.EdgeL3Warning` texts of
+        :data:`edgel3.checks.ZEROS_WARNING` and
+        :data:`edgel3.checks.SHORT_WARNING` each file raised, which are also
+        logged as ``path: message``), ``seconds``.
 
     Raises
     ------
     AudioError
-        If a file is missing or unreadable.
+        If a file is missing, unreadable or holds unusable audio (the
+        message names the file).
     ParameterError, WeightsError
         For bad options or models.
-    """
-    from ..core import _check_hop_size
 
-    _check_hop_size(hop_size)
-    if center not in (True, False):
-        raise ParameterError(f"center must be True or False; got center={center!r}.")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    files_per_call = _check_positive_int(files_per_call, "files_per_call")
+    Notes
+    -----
+    A runner object with neither a ``model_id`` attribute nor a model file
+    is identified by its address only (see
+    :attr:`~edgel3.reference.ModelReference.model_id`), which another
+    model may reuse: its embeddings are computed every time, never cached.
+    """
+    hop_size = check_hop_size(hop_size)
+    center = check_flag(center, "center")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_flag(verbose, "verbose")
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
-    identity = model_identity(model)
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache = EmbeddingCache(cache_root, identity["id"], hop_size=hop_size, center=bool(center))
+    reference = resolve_model(model)
+    cache = None
+    if reference.stable_id:
+        cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        cache = EmbeddingCache(cache_root, reference.model_id, hop_size=hop_size, center=center)
 
     from tqdm.auto import tqdm
-
-    from ..files import read_audio
 
     digests = []
     for path in paths:
         if not path.is_file():
             raise AudioError(f'File "{path}" could not be found.')
         digests.append(file_digest(path))
-    results: list[np.ndarray | None] = [cache.get(d) for d in digests]
+    results: list[np.ndarray | None] = [
+        cache.get(d) if cache is not None else None for d in digests
+    ]
     todo = [i for i, r in enumerate(results) if r is None]
-    # Identical files (same content) are computed once.
-    first = {}
+    first = {}  # identical files (same content) are computed once
     for i in todo:
         first.setdefault(digests[i], i)
     unique = list(first.values())
+    copies = collections.Counter(first[digests[i]] for i in todo)
     messages: dict[str, list[str]] = {}
+    if unique:
+        loaded = resolve_model(reference.load())  # loaded once, for every file
+        frontend.hop_length(hop_size, loaded.sample_rate)  # a hop under one sample: error
     with tqdm(
         total=len(paths),
         initial=len(paths) - len(todo),
@@ -118,28 +136,21 @@ def embed_files(
         desc="embedding",
         disable=not verbose,
     ) as bar:
-        loaded = _load(model) if unique else None
-        for offset in range(0, len(unique), files_per_call):
-            chunk = unique[offset : offset + files_per_call]
-            audio = [read_audio(paths[i]) for i in chunk]
-            try:
-                embeddings = _embed_chunk(loaded, audio, hop_size, center, batch_size, chunk, paths)
-            except AudioError:
-                _raise_for_file(loaded, audio, hop_size, center, chunk, paths)
-                raise
-            for i, (emb, caught) in zip(chunk, embeddings):
-                cache.put(digests[i], emb)
-                results[i] = emb
-                if caught:
-                    messages[str(paths[i])] = caught
-            bar.update(sum(1 for i in todo if first[digests[i]] in chunk))
+        for i in unique:
+            embedding, notes = _embed_one(loaded, paths[i], hop_size, center, batch_size)
+            if cache is not None:
+                cache.put(digests[i], embedding)
+            results[i] = embedding
+            if notes:
+                messages[str(paths[i])] = notes
+            bar.update(copies[i])
     for i in todo:
         if results[i] is None:
             results[i] = results[first[digests[i]]]
     info = {
-        "model": identity,
+        "model": reference.describe(),
         "digests": digests,
-        "cache_dir": str(cache.root),
+        "cache_dir": str(cache.root) if cache is not None else None,
         "cached": len(paths) - len(todo),
         "computed": len(unique),
         "warnings": messages,
@@ -148,60 +159,50 @@ def embed_files(
     return results, info
 
 
-def _load(model):
-    """Load a weight file once; names and models go to get_embedding as they are."""
-    import os
+def _embed_one(
+    reference, path, hop_size: float, center: bool, batch_size: int
+) -> tuple[np.ndarray, list[str]]:
+    """Embed one file with :func:`edgel3.engine.embed_path`; its warnings are returned.
 
-    from .. import core
+    Parameters
+    ----------
+    reference : ModelReference
+    path : path-like
+    hop_size : float
+    center : bool
+    batch_size : int
+        Checked by the caller.
 
-    if isinstance(model, (str, os.PathLike)) and os.path.isfile(os.fspath(model)):
-        return core.load_model_file(model)
-    return model
+    Returns
+    -------
+    embedding : np.ndarray [shape=(T, D), dtype=float32]
+    notes : list of str
+        The messages of the :class:`~edgel3.exceptions.EdgeL3Warning`\\ s the
+        file raised (:data:`edgel3.checks.ZEROS_WARNING`,
+        :data:`edgel3.checks.SHORT_WARNING`), word for word; each is also
+        logged as ``path: message``. Other warnings pass through.
 
-
-def _raise_for_file(model, audio, hop_size, center, chunk, paths) -> None:
-    """Re-embed a failed chunk file by file to name the file in the error."""
-    for (signal, sr), i in zip(audio, chunk):
-        try:
-            _embed_chunk(model, [(signal, sr)], hop_size, center, 1, [i], paths)
-        except AudioError as exc:
-            raise AudioError(f'Cannot embed "{paths[i]}": {exc}') from exc
-
-
-def _audio_notes(audio: np.ndarray, sr: int) -> list[str]:
-    """The conditions get_embedding warns about, attributed to one file."""
-    notes = []
-    if not np.any(audio):
-        notes.append("audio is all zeros")
-    if len(audio) < sr:
-        notes.append("audio is shorter than one window (1 s) and was padded")
-    return notes
-
-
-def _embed_chunk(model, audio, hop_size, center, batch_size, chunk, paths):
-    """Embed several files in one call; per-file notes replace get_embedding's warnings."""
-    from ..core import get_embedding
-
+    Raises
+    ------
+    AudioError
+        ``Cannot embed "<path>": <reason>``.
+    """
     with warnings.catch_warnings(record=True) as caught:
-        # Local and restored on exit: the warnings get_embedding raises for a list
-        # do not say which signal they concern, so they are re-derived per file.
+        # Local and restored on exit: the warnings are attributed to this file.
         warnings.simplefilter("always", EdgeL3Warning)
-        embeddings, _ = get_embedding(
-            [a for a, _ in audio],
-            [sr for _, sr in audio],
-            model=model,
-            center=center,
-            hop_size=hop_size,
-            verbose=0,
-            batch_size=batch_size,
-        )
+        try:
+            embedding, _, _ = embed_path(
+                reference, path, hop_size=hop_size, center=center, batch_size=batch_size
+            )
+        except AudioError as exc:
+            raise AudioError(f'Cannot embed "{path}": {exc}') from exc
+    notes = []
     for warning in caught:
-        if not issubclass(warning.category, EdgeL3Warning):
+        if issubclass(warning.category, EdgeL3Warning):
+            notes.append(str(warning.message))
+            logger.warning("%s: %s", path, warning.message)
+        else:
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-    notes = [_audio_notes(a, sr) for a, sr in audio]
-    for i, messages in zip(chunk, notes):
-        for message in messages:
-            logger.warning("%s: %s", paths[i], message)
-    return list(zip(embeddings, notes))
+    return embedding, notes

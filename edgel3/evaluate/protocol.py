@@ -1,6 +1,6 @@
 """Leave-one-fold-out cross-validation of frame classifiers on clip embeddings.
 
-For each test fold ``k`` (PIPELINES.md section 7):
+For each test fold ``k`` (``docs/evaluate.rst``, Protocol):
 
 1. the training folds are all other folds; the test fold is never touched
    until the final prediction;
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exceptions import ParameterError
+from .metadata import check_folds, sorted_unique
 from .metrics import aggregate_frames, average_precision
 
 __all__ = ["cross_validate", "CrossValidationResult", "FoldResult", "expand_grid"]
@@ -287,12 +288,10 @@ def cross_validate(
             f"Got {n_clips} clips, {len(labels)} labels and {len(fold_of)} folds; "
             "expected one of each per clip."
         )
-    from .datasets import _check_folds, _sorted_unique
-
-    order = list(_sorted_unique(fold_of))
+    order = list(sorted_unique(fold_of))
     if len(order) < 2:
         raise ParameterError(f"Leave-one-fold-out needs at least two folds; got folds {order}.")
-    held_out = order if test_folds is None else _check_folds(test_folds, order, "test_folds")
+    held_out = order if test_folds is None else check_folds(test_folds, order, "test_folds")
     groups = np.asarray(
         [str(g) for g in groups] if groups is not None else [str(i) for i in range(n_clips)]
     )

@@ -1,4 +1,4 @@
-"""Metadata csv and audio-path helpers shared by the dataset loaders."""
+"""Metadata csv, audio-path and fold helpers shared by the dataset loaders and the protocol."""
 
 from __future__ import annotations
 
@@ -7,10 +7,26 @@ import re
 import warnings
 from pathlib import Path
 
+from ..checks import check_choice
 from ..exceptions import EdgeL3Warning, ParameterError
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "MISSING_ACTIONS",
+    "read_csv",
+    "require_columns",
+    "fold_value",
+    "resolve_audio",
+    "keep_existing",
+    "fold_dirs",
+    "sorted_unique",
+    "check_folds",
+]
 
 #: Extensions tried when a listed file is stored in another format.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+#: Accepted values of ``missing`` (rows whose audio is absent).
+MISSING_ACTIONS = ("error", "skip")
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict]]:
@@ -64,8 +80,7 @@ def resolve_audio(audio_dir: Path, name: str) -> Path | None:
 
 def keep_existing(paths, audio_dir, missing, what) -> list[int]:
     """Indices of rows whose audio exists; raise or warn about the others."""
-    if missing not in ("error", "skip"):
-        raise ParameterError(f"missing must be 'error' or 'skip'; got missing={missing!r}.")
+    check_choice(missing, MISSING_ACTIONS, "missing")
     absent = [i for i, p in enumerate(paths) if p is None]
     if absent and missing == "error":
         raise ParameterError(
@@ -95,3 +110,68 @@ def fold_dirs(root: Path) -> list[tuple[int, Path]]:
         if match and path.is_dir():
             found.append((int(match[1]), path))
     return sorted(found)
+
+
+def sorted_unique(values) -> tuple:
+    """The distinct values, sorted (by ``str`` when ints and strings are mixed).
+
+    Parameters
+    ----------
+    values : iterable
+        Fold names, e.g. ``[2, 1, 2]``.
+
+    Returns
+    -------
+    tuple
+
+    Examples
+    --------
+    >>> sorted_unique([2, 1, 2])
+    (1, 2)
+    """
+    unique = set(values)
+    try:
+        return tuple(sorted(unique))
+    except TypeError:  # mixed int/str folds
+        return tuple(sorted(unique, key=str))
+
+
+def check_folds(folds, available, name: str) -> list:
+    """The folds asked for, as they are named in ``available``.
+
+    A fold may be given as its string (``'1'`` from the command line for
+    fold 1).
+
+    Parameters
+    ----------
+    folds : fold or iterable of folds
+    available : sequence
+        The dataset's folds.
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    list
+        Values taken from ``available``, in the order asked.
+
+    Raises
+    ------
+    ParameterError
+        For a fold not in ``available``, or none at all.
+    """
+    folds = list(folds) if not isinstance(folds, (str, int)) else [folds]
+    lookup = {str(f): f for f in available}
+    chosen = []
+    for fold in folds:
+        if fold in available:
+            chosen.append(fold)
+        elif str(fold) in lookup:
+            chosen.append(lookup[str(fold)])
+        else:
+            raise ParameterError(
+                f"{name} must be folds of the dataset {list(available)}; got {fold!r}."
+            )
+    if not chosen:
+        raise ParameterError(f"{name} must name at least one fold; got {folds!r}.")
+    return chosen
