@@ -1,6 +1,8 @@
 """Keras 3 layers of the edgel3 networks.
 
-:class:`MelSpectrogram` reproduces kapre 0.1.4's ``Melspectrogram`` (as saved in
+Registered for ``.keras`` loading: :class:`MaskedConv2D` (pruned convs whose
+mask survives training, see :mod:`edgel3.compress.pruning`) and
+:class:`MelSpectrogram`, which reproduces kapre 0.1.4's ``Melspectrogram`` (as saved in
 the official weight files) with an FFT instead of kapre's 1024/2048-tap
 convolution, so a model maps a 1-s audio window straight to an embedding.
 This module imports Keras; the rest of the package only imports it lazily.
@@ -17,7 +19,7 @@ from keras import ops
 from .frontend import hann_window, mel_filterbank
 from .specs import FrontendConfig
 
-__all__ = ["MelSpectrogram"]
+__all__ = ["MelSpectrogram", "MaskedConv2D"]
 
 _AMIN = 1e-10  # kapre's floor, applied to the mel amplitude
 _DYNAMIC_RANGE = 80.0  # dB kept below each window's maximum
@@ -30,7 +32,7 @@ class MelSpectrogram(keras.layers.Layer):
     Input ``(batch, 1, frame_length)`` or ``(batch, frame_length)`` float32
     audio; output ``(batch, n_mels, n_frames, 1)`` float32, mel bands low to
     high, in decibels relative to each window's maximum and floored at -80.
-    The steps (FRONTEND.md §4): TF-'SAME' padding, periodic Hann, power
+    The steps (docs/frontend.rst §4): TF-'SAME' padding, periodic Hann, power
     spectrum, mel filterbank (HTK scale, area norm), square root,
     ``10 * log10(max(A, 1e-10))``, minus the per-window maximum, floor at -80.
 
@@ -122,3 +124,60 @@ class MelSpectrogram(keras.layers.Layer):
             "fmin": cfg.fmin,
             "fmax": cfg.fmax,
         }
+
+
+@keras.saving.register_keras_serializable(package="edgel3")
+class MaskedConv2D(keras.layers.Conv2D):
+    """``Conv2D`` whose kernel is multiplied by a fixed, non-trainable 0/1 mask.
+
+    The mask (weight ``mask``, same shape as the kernel, initialised to ones)
+    is applied in the forward pass and, through the kernel's constraint, after
+    every optimiser step. It is saved with the model. Build one with
+    :func:`prune_model` rather than by hand.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.mask = self.add_weight(
+            name="mask",
+            shape=tuple(self._kernel.shape),
+            initializer="ones",
+            trainable=False,
+            dtype=self.dtype,
+        )
+        user_constraint = self._kernel.constraint
+
+        def constrain(kernel):
+            if user_constraint is not None:
+                kernel = user_constraint(kernel)
+            return kernel * ops.cast(self.mask, kernel.dtype)
+
+        # Optimisers apply variable constraints right after each update step.
+        self._kernel.constraint = constrain
+
+    def _own_variables(self):
+        return [self._kernel, *([self.bias] if self.use_bias else []), self.mask]
+
+    def save_own_variables(self, store):
+        if self.built:
+            for index, variable in enumerate(self._own_variables()):
+                store[str(index)] = variable
+
+    def load_own_variables(self, store):
+        targets = self._own_variables()
+        if len(store.keys()) != len(targets):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(targets)} saved arrays (kernel, "
+                f"{'bias, ' if self.use_bias else ''}mask); got {len(store.keys())}."
+            )
+        for index, variable in enumerate(targets):
+            variable.assign(store[str(index)])
+
+    def call(self, inputs):
+        kernel = self.kernel * ops.cast(self.mask, self.kernel.dtype)
+        outputs = self.convolution_op(inputs, kernel)
+        if self.use_bias:
+            outputs = ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters)))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs

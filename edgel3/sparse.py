@@ -1,7 +1,7 @@
 """Run pruned models without computing the zeros: sparse direct convolution.
 
 The official sparse L3 models keep only 2-25 % of their conv weights (95.45 %
-plan, MODELS.md §4), yet a dense Conv2D multiplies every zero. This module
+plan, docs/compress.rst), yet a dense Conv2D multiplies every zero. This module
 executes such a model layer by layer outside the TensorFlow graph:
 
 * the mel front end runs in the model's own :class:`~edgel3.layers.MelSpectrogram`
@@ -33,8 +33,8 @@ import weakref
 
 import numpy as np
 
-from ._sparse_kernels import _Conv, _kernels, _parse
 from .exceptions import ParameterError
+from .sparse_kernels import FoldedConv, PaddedLayout, get_kernels, parse_model
 
 __all__ = [
     "SparseExecutor",
@@ -90,7 +90,7 @@ def supports(model) -> bool:
     if not hasattr(model, "layers"):
         return False
     try:
-        _parse(model)
+        parse_model(model)
     except (ValueError, AttributeError, KeyError):
         return False
     return True
@@ -110,7 +110,7 @@ def conv_densities(model) -> list[tuple[str, float, int]]:
         ``density`` = non-zero kernel weights / kernel size; ``dense_macs`` =
         multiply-adds of the dense conv for one window.
     """
-    mel, _, convs = _parse(model)
+    mel, _, convs = parse_model(model)
     height, width = mel.config.n_mels, mel.config.n_frames
     rows = []
     for conv in convs:
@@ -124,21 +124,6 @@ def conv_densities(model) -> list[tuple[str, float, int]]:
 # --------------------------------------------------------------------------- executor
 
 
-class _Level:
-    """Geometry of the flat padded layout of one feature-map size."""
-
-    def __init__(self, height: int, width: int, n_windows: int):
-        self.height, self.width, self.n_windows = height, width, n_windows
-        self.wp = width + 2
-        self.size = (height + 2) * self.wp
-        self.guard = self.wp + 1
-        self.length = 2 * self.guard + n_windows * self.size
-
-    def shifts(self) -> np.ndarray:
-        """Flat offset of each kernel tap ``(kh, kw)``, row-major."""
-        return np.array([(kh - 1) * self.wp + (kw - 1) for kh in range(3) for kw in range(3)])
-
-
 class SparseExecutor:
     """Callable running an edgel3 Keras model with sparse direct convolutions.
 
@@ -147,7 +132,7 @@ class SparseExecutor:
     model : keras.Model
         An edgel3 body (mel spectrogram, input BN, 3x3 convs with BN/ReLU,
         2x2 max pools, global max pool), e.g. from
-        :func:`edgel3.models.build_model`, pruned or not.
+        :func:`edgel3.networks.build_model`, pruned or not.
     strategy : {'auto', 'sparse', 'dense'}
         Conv kernel per layer: ``'auto'`` times both on the first batch and
         keeps the faster one for each layer; ``'sparse'``/``'dense'`` force one.
@@ -178,7 +163,7 @@ class SparseExecutor:
                 f"strategy must be one of {_STRATEGIES}; got strategy={strategy!r}."
             )
         try:
-            self._mel, self._input_affine, self._convs = _parse(model)
+            self._mel, self._input_affine, self._convs = parse_model(model)
         except ValueError as exc:
             raise ParameterError(f"SparseExecutor cannot run model {model.name!r}: {exc}.") from exc
         self.strategy = strategy
@@ -218,7 +203,7 @@ class SparseExecutor:
             self._mel_fn = tf.function(self._mel.call, reduce_retracing=True)
         return np.asarray(self._mel_fn(batch))
 
-    def _sparse_args(self, conv: _Conv, level: _Level):
+    def _sparse_args(self, conv: FoldedConv, level: PaddedLayout):
         """CSR taps of ``conv`` for a layout of width ``level.wp``, cached per width."""
         if level.wp not in conv.sparse_args:
             kh, kw, c_in, c_out = conv.kernel.shape
@@ -233,7 +218,7 @@ class SparseExecutor:
             conv.sparse_args[level.wp] = (indptr, chan, shift, vals)
         return conv.sparse_args[level.wp]
 
-    def _mask(self, conv: _Conv, level: _Level) -> np.ndarray:
+    def _mask(self, conv: FoldedConv, level: PaddedLayout) -> np.ndarray:
         """1 inside each window's map, 0 on its padding ring (all ones before a pool)."""
         if conv.pool != "none":
             key = ("ones", level.length)
@@ -252,7 +237,7 @@ class SparseExecutor:
 
     def _conv_sparse(self, conv, x, level, out, start, stop):
         indptr, chan, shift, vals = self._sparse_args(conv, level)
-        _kernels()["sparse_conv"](
+        get_kernels()["sparse_conv"](
             x.reshape(-1),
             level.length,
             indptr,
@@ -271,7 +256,7 @@ class SparseExecutor:
         )
 
     @staticmethod
-    def _dense_matrix(conv: _Conv) -> np.ndarray:
+    def _dense_matrix(conv: FoldedConv) -> np.ndarray:
         """The kernel as ``(c_out, 9 * c_in)``, rows matching the im2col stacking."""
         if conv.dense_matrix is None:
             k = conv.kernel
@@ -344,7 +329,7 @@ class SparseExecutor:
 
     def _windows_per_chunk(self, n_windows: int) -> int:
         mel = self._mel.config
-        level = _Level(mel.n_mels, mel.n_frames, 1)
+        level = PaddedLayout(mel.n_mels, mel.n_frames, 1)
         widest = max(conv.kernel.shape[-1] for conv in self._convs)
         per_window = 4 * widest * level.size
         return max(1, min(n_windows, _ACTIVATION_BYTES // per_window))
@@ -373,9 +358,9 @@ class SparseExecutor:
         return out
 
     def _forward(self, mel: np.ndarray) -> np.ndarray:
-        kernels = _kernels()
+        kernels = get_kernels()
         n_win = mel.shape[0]
-        level = _Level(mel.shape[1], mel.shape[2], n_win)
+        level = PaddedLayout(mel.shape[1], mel.shape[2], n_win)
         x = self._buffer(("input",), (1, level.length))
         scale, shift = self._input_affine
         interior = x[0, level.guard : level.length - level.guard].reshape(
@@ -393,7 +378,7 @@ class SparseExecutor:
                 )
                 return emb
             if conv.pool == "2x2":
-                nxt = _Level(level.height // 2, level.width // 2, n_win)
+                nxt = PaddedLayout(level.height // 2, level.width // 2, n_win)
                 x = self._buffer(("pool", nxt.height), (channels, nxt.length))
                 kernels["max_pool"](
                     out,
@@ -409,7 +394,7 @@ class SparseExecutor:
                 level = nxt
             else:
                 x = out  # the padding ring was zeroed by the conv's mask
-        raise AssertionError("unreachable: _parse guarantees a final global pool")
+        raise AssertionError("unreachable: parse_model guarantees a final global pool")
 
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         """Alias of calling the executor (Keras-like)."""

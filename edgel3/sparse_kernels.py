@@ -1,6 +1,10 @@
-"""Internals of :mod:`edgel3.sparse`: the numba kernels and the model parser.
+"""The building blocks of :mod:`edgel3.sparse`: numba kernels, layout and model parser.
 
-The kernels are compiled on first use and cached on disk.
+* :func:`get_kernels` -- the numba kernels (sparse conv, 2x2 max pool, global
+  max), compiled on first use and cached on disk;
+* :class:`PaddedLayout` -- the geometry of the flat padded layout they work on;
+* :func:`parse_model` -- an edgel3 Keras body as a list of :class:`FoldedConv`
+  (BatchNormalization and ReLU folded into each conv).
 
 Arrays use the flat padded channels-first layout described in
 :mod:`edgel3.sparse`: ``x[c, guard + b * (h + 2) * wp + row * wp + col]``
@@ -14,14 +18,68 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = ["FoldedConv", "PaddedLayout", "get_kernels", "parse_model"]
+
 _KERNELS: dict[str, object] = {}
 
 
-def _kernels() -> dict[str, object]:
-    """Compile (or load from numba's cache) the kernels once per process."""
+def get_kernels() -> dict[str, object]:
+    """The compiled kernels (from numba's disk cache when there), once per process.
+
+    Returns
+    -------
+    dict
+        ``'sparse_conv'``, ``'max_pool'`` and ``'global_max'`` -> numba functions
+        on the flat padded layout (see the module docstring).
+
+    Raises
+    ------
+    ImportError
+        Without numba.
+    """
     if not _KERNELS:
         _KERNELS.update(_build_kernels())
     return _KERNELS
+
+
+class PaddedLayout:
+    """Geometry of the flat padded layout of one feature-map size.
+
+    Parameters
+    ----------
+    height, width : int
+        The map's size (mel bands x frames at the first level).
+    n_windows : int
+        Windows stacked one after the other.
+
+    Attributes
+    ----------
+    wp : int
+        Padded row length ``width + 2``.
+    size : int
+        Elements of one padded map, ``(height + 2) * wp``.
+    guard : int
+        Zeros before the first and after the last map, so that every tap's
+        shifted view stays inside the array.
+    length : int
+        Elements per channel: ``2 * guard + n_windows * size``.
+    """
+
+    def __init__(self, height: int, width: int, n_windows: int):
+        self.height, self.width, self.n_windows = height, width, n_windows
+        self.wp = width + 2
+        self.size = (height + 2) * self.wp
+        self.guard = self.wp + 1
+        self.length = 2 * self.guard + n_windows * self.size
+
+    def shifts(self) -> np.ndarray:
+        """Flat offset of each kernel tap ``(kh, kw)``, row-major.
+
+        Returns
+        -------
+        np.ndarray [shape=(9,), dtype=int]
+        """
+        return np.array([(kh - 1) * self.wp + (kw - 1) for kh in range(3) for kw in range(3)])
 
 
 def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
@@ -153,8 +211,13 @@ def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
 
 
 @dataclass
-class _Conv:
-    """One 3x3 'same' conv, with the BN + ReLU that follow it folded in."""
+class FoldedConv:
+    """One 3x3 'same' conv, with the BN + ReLU that follow it folded in.
+
+    The layer computes ``relu?(scale * (conv(x, kernel) + bias) + offset)``,
+    then ``pool``. The fields after ``pool`` are the executor's per-layer
+    state (kernel choice, cached CSR taps and im2col matrix).
+    """
 
     name: str
     kernel: np.ndarray  # (3, 3, c_in, c_out) float32
@@ -171,6 +234,7 @@ class _Conv:
 
     @property
     def density(self) -> float:
+        """Non-zero fraction of the kernel."""
         return float(np.count_nonzero(self.kernel)) / self.kernel.size
 
 
@@ -186,8 +250,27 @@ def _bn_affine(layer) -> tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
-def _parse(model):
-    """Turn a Keras edgel3 body into (mel layer, input affine, convs); ValueError otherwise."""
+def parse_model(model):
+    """Read an edgel3 Keras body: mel layer, input BatchNormalization, folded convs.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Mel spectrogram -> (BN) -> 3x3 'same' convs with BN/ReLU and 2x2 max
+        pools -> a global max pool (every edgel3 body, pruned or not).
+
+    Returns
+    -------
+    mel : edgel3.layers.MelSpectrogram
+    input_affine : (float, float)
+        The input BN as ``scale * x + shift`` (``(1.0, 0.0)`` without one).
+    convs : list of FoldedConv
+
+    Raises
+    ------
+    ValueError
+        If the model is not such a body.
+    """
     import keras
 
     from .layers import MelSpectrogram
@@ -201,7 +284,7 @@ def _parse(model):
     if index < len(layers) and isinstance(layers[index], keras.layers.BatchNormalization):
         in_scale, in_shift = _bn_affine(layers[index])
         index += 1
-    convs: list[_Conv] = []
+    convs: list[FoldedConv] = []
     height, width = mel.config.n_mels, mel.config.n_frames
     while index < len(layers):
         layer = layers[index]
@@ -216,12 +299,15 @@ def _parse(model):
             ):
                 raise ValueError(f"unsupported conv layer {layer.name}")
             kernel = np.asarray(layer.kernel.numpy(), np.float32)
+            mask = getattr(layer, "mask", None)  # a pruned layer's 0/1 mask (MaskedConv2D)
+            if mask is not None:
+                kernel = kernel * np.asarray(mask, np.float32)
             bias = (
                 np.asarray(layer.bias.numpy(), np.float32)
                 if layer.use_bias
                 else np.zeros(kernel.shape[-1], np.float32)
             )
-            conv = _Conv(
+            conv = FoldedConv(
                 layer.name,
                 kernel,
                 bias,

@@ -46,6 +46,7 @@ def test_tiny_embeds_offline(offline, rng):
         edgel3.get_embedding(audio, 16000, model="sea-64", verbose=0)
 
 
+@pytest.mark.shared
 def test_tiny_cli_offline(offline, tmp_path):
     (clip,) = _held_out_clips()
     assert main([str(clip), "--model", "tiny", "-o", str(tmp_path), "-q"]) == 0
@@ -75,6 +76,7 @@ def test_tiny_meets_size_targets():
     assert card["esc10"]["tiny"]["accuracy"] >= card["esc10"]["sea-64"]["accuracy"] - 0.05
 
 
+@pytest.mark.shared
 def test_tiny_approximates_sea64_on_unseen_audio():
     clips = [read_audio(path) for path in _held_out_clips(4)]
     audio, rates = [a for a, _ in clips], [sr for _, sr in clips]

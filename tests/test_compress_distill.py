@@ -48,6 +48,7 @@ def sea64_targets(corpus, tmp_path_factory):
     return teacher_targets(load_model_file(SEA64_GZ), corpus, cache=cache), cache
 
 
+@pytest.mark.shared
 def test_corpus_and_target_cache(corpus, sea64_targets):
     targets, cache = sea64_targets
     assert 200 <= len(corpus) <= 400 and corpus.windows.shape[1] == 8000
@@ -65,6 +66,7 @@ def test_corpus_and_target_cache(corpus, sea64_targets):
     assert calls and other.shape == (5, 3)
 
 
+@pytest.mark.shared
 def test_validation_split_keeps_files_apart(corpus, rng):
     train, val = validation_split(corpus, 0.2, rng)
     assert set(corpus.file_index[train]).isdisjoint(corpus.file_index[val])
@@ -74,6 +76,7 @@ def test_validation_split_keeps_files_apart(corpus, rng):
     assert len(train) == 8 and len(val) == 2
 
 
+@pytest.mark.shared
 def test_kd_reduces_loss_with_checkpoints_and_resume(corpus, sea64_targets, tmp_path):
     targets, _ = sea64_targets
     keras.utils.set_random_seed(1)
@@ -112,6 +115,7 @@ def _band_energies(windows):
     return np.stack([np.log10(b.sum(axis=1) + 1e-6) for b in bands], axis=1)
 
 
+@pytest.mark.shared
 def test_kd_with_callable_teacher_and_on_the_fly_augmentation(corpus):
     keras.utils.set_random_seed(2)
     student = build_student("ds", emb_dim=6, **SMALL)
@@ -130,6 +134,7 @@ def test_kd_with_callable_teacher_and_on_the_fly_augmentation(corpus):
     assert result.best_val_loss < 0.75 * result.initial_val_loss
 
 
+@pytest.mark.shared
 def test_distill_rejects_mismatched_targets(corpus, sea64_targets):
     targets, _ = sea64_targets
     with pytest.raises(ParameterError, match="outputs 8 values"):
@@ -138,6 +143,7 @@ def test_distill_rejects_mismatched_targets(corpus, sea64_targets):
         distill(build_student("ds", emb_dim=8, **SMALL), corpus, epochs=1, verbose=0)
 
 
+@pytest.mark.shared
 def test_sea_reduces_loss_on_projected_targets(corpus, sea64_targets, tmp_path):
     raw, cache = sea64_targets
     keras.utils.set_random_seed(3)
@@ -164,6 +170,7 @@ def test_sea_reduces_loss_on_projected_targets(corpus, sea64_targets, tmp_path):
     np.testing.assert_allclose(sea.SEAProjection.load(path).transform(raw), targets, atol=1e-5)
 
 
+@pytest.mark.shared
 def test_sea_samplings(corpus, sea64_targets):
     raw, _ = sea64_targets
     for sampling in sea.SAMPLINGS:
@@ -227,6 +234,7 @@ def test_synth_windows_are_varied_and_reproducible():
     assert np.abs(first.windows).max() <= 1.0 and first.loudness.std() > 3.0  # dB spread
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("command", ["distill", "sea"])
 def test_training_cli(command, tmp_path, capsys):
     from edgel3.cli import main

@@ -17,7 +17,7 @@ from edgel3.specs import SEA_FRONTEND, get_spec
 
 from .conftest import SEA64_GZ
 
-# MODELS.md §4: non-zero kernel weights per layer of the 95.45 % plan, and the table's totals.
+# docs/compress.rst: non-zero kernel weights per layer of the 95.45 % plan, and the table's totals.
 NONZERO_95_45 = [576, 5530, 11059, 22118, 73728, 29491, 23593, 47186]
 TABLE_TOTALS = {
     "53.5": 2179238,
@@ -153,6 +153,7 @@ def sea64():
     return load_model_file(SEA64_GZ)
 
 
+@pytest.mark.shared
 def test_filter_pruning_shrinks_and_round_trips(sea64, rng, tmp_path):
     x = _windows(rng)
     widths = [16, 16, 32, 32, 64, 64, 32, 32]
@@ -189,6 +190,7 @@ def test_filter_pruning_shrinks_and_round_trips(sea64, rng, tmp_path):
     )
 
 
+@pytest.mark.shared
 def test_filter_pruning_keeping_everything_is_identity(sea64, rng):
     x = _windows(rng)
     same, _ = filters.prune_filters(sea64, filters.parse_body(sea64).filters)
@@ -196,6 +198,7 @@ def test_filter_pruning_keeping_everything_is_identity(sea64, rng):
     np.testing.assert_array_equal(same.predict(x, verbose=0), sea64.predict(x, verbose=0))
 
 
+@pytest.mark.shared
 def test_depth_reduction_taps_an_earlier_conv(sea64, rng):
     x = _windows(rng)
     reduced = filters.reduce_depth(sea64, 6)
@@ -236,6 +239,7 @@ def test_sensitivity_sweep(rng):
     assert "conv2d_2" in scored.to_text()
 
 
+@pytest.mark.shared
 def test_prune_cli(tmp_path, capsys):
     from edgel3.cli import main
 
@@ -261,8 +265,8 @@ def test_compress_imports_stay_light():
 
     code = (
         "import sys, edgel3.compress as c, edgel3.compress.sea, edgel3.compress.augment, "
-        "edgel3.compress.dpp, edgel3.compress.cli_prune, edgel3.compress.cli_distill, "
-        "edgel3.compress.cli_sea, edgel3.bundled; "
+        "edgel3.compress.dpp, edgel3.compress.data, edgel3.compress.teachers, "
+        "edgel3.commands.prune, edgel3.commands.distill, edgel3.commands.sea, edgel3.bundled; "
         "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

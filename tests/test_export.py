@@ -195,6 +195,30 @@ def test_export_errors(toy, toy_windows, tmp_path):
     assert not (tmp_path / "x.tflite").exists()
 
 
+def test_export_takes_every_model_name(toy, toy_backbone, tmp_path):
+    """export_model resolves models with edgel3.reference.resolve_model: 'tiny' included."""
+    from edgel3.bundled import TINY_PATH
+    from edgel3.export.convert import load_keras_model
+    from edgel3.loading import load_model_file
+
+    tiny = load_model_file(TINY_PATH)
+    assert load_keras_model("tiny") is tiny  # the per-process cache: one load
+    result = export_model("tiny", tmp_path / "tiny.tflite")
+    exported = LiteRTModel(result.path)
+    assert (exported.sample_rate, exported.emb_dim) == (8000, 64)
+    info = json.loads(result.sidecar.read_text())
+    assert info["source_model"] == tiny.name and info["emb_dim"] == 64
+    windows = np.random.default_rng(3).normal(0, 0.1, (4, 1, 8000)).astype(np.float32)
+    stats = compare_embeddings(tiny, exported, windows)
+    assert stats["max_abs_diff_relative"] <= FP32_RELATIVE
+    with pytest.raises(ParameterError, match="already a LiteRT model"):
+        load_keras_model(LiteRTModel(toy_backbone.path))
+    with pytest.raises(ParameterError, match="already a LiteRT file"):
+        load_keras_model(toy_backbone.path)
+    with pytest.raises(ParameterError, match="sea-1"):
+        export_model("sea-1", tmp_path / "x.tflite")
+
+
 def test_runtime_errors(toy_backbone, tmp_path):
     with pytest.raises(WeightsError, match="could not be found"):
         LiteRTModel(tmp_path / "missing.tflite")
@@ -267,6 +291,7 @@ def test_sea64_float32_matches_golden(sea64_exports, golden):
     np.testing.assert_array_equal(ts, g["timestamps"])
 
 
+@pytest.mark.shared
 def test_sea64_fidelity_on_esc10(sea64, sea64_exports, esc10_windows):
     reference = sea64.predict_on_batch(esc10_windows[:, None])
     scale = np.abs(reference).max()
@@ -282,6 +307,7 @@ def test_sea64_fidelity_on_esc10(sea64, sea64_exports, esc10_windows):
     assert cosine_similarity(reference, int8).mean() >= INT8_MEAN_COSINE
 
 
+@pytest.mark.shared
 def test_sea64_int8_targets_measured_on_file(sea64_exports):
     """The int8 file itself: <= 420 KiB, and <= 110 KB of activations for LiteRT-Micro.
 
@@ -318,6 +344,7 @@ def test_banded_backbone_is_the_same_function(toy):
         export_model(toy, "x.tflite", bands=2)
 
 
+@pytest.mark.shared
 def test_sea64_sidecar_describes_the_front_end(sea64_exports):
     info = json.loads(sea64_exports["int8"].sidecar.read_text())
     fe = info["frontend"]
@@ -350,12 +377,12 @@ def test_cosine_similarity_edge_cases():
 
 def test_cli_defaults_match_library():
     from edgel3.cli import build_parser
-    from edgel3.export import cli as export_cli
+    from edgel3.commands import export as export_cli
 
     assert export_cli.QUANTIZATION_NAMES == QUANTIZATIONS
     assert export_cli.VARIANT_NAMES == VARIANTS
     args = build_parser("export").parse_args(["m", "o.tflite"])
-    defaults = export_cli._defaults()
+    defaults = export_cli.defaults()
     for name in (
         "quantization",
         "variant",

@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 
-from edgel3.exceptions import ParameterError
+from edgel3.exceptions import ParameterError, WeightsError
 from edgel3.export.budgets import BUDGETS, KIB, MIB, Budget, parse_budget, parse_size
 from edgel3.export.memory import memory_report, sparse_sizes
 from edgel3.specs import FrontendConfig, get_spec
 
 TOY_FRONTEND = FrontendConfig(sample_rate=1000, n_dft=64, n_hop=50, n_mels=8)
-PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # MODELS.md §4, % of each conv kernel zeroed
+PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # docs/compress.rst: % of each conv kernel zeroed
 
 
 def toy_model(seed: int = 0):
@@ -44,7 +44,7 @@ def toy_model(seed: int = 0):
 
 
 def prune_to_plan(model, plan):
-    """Zero the round(s * n / 100) smallest |w| of each conv kernel (MODELS.md §4)."""
+    """Zero the round(s * n / 100) smallest |w| of each conv kernel (docs/compress.rst)."""
     from edgel3.compress.pruning import prune_model, strip_masks
 
     return strip_masks(prune_model(model, plan)[0])
@@ -95,8 +95,8 @@ def test_toy_report_matches_hand_computation():
 
 def test_arena_planner_by_hand():
     """LiteRT-Micro's greedy planner can need more than the live sum (fragmentation)."""
-    from edgel3.export._graph import Graph, Node, Tensor
-    from edgel3.export._schedule import arena_size, peak
+    from edgel3.export.graph import Graph, Node, Tensor
+    from edgel3.export.schedule import arena_size, peak
 
     # int8 tensors X=64 B alive at kernels 0-1, Z=32 B 0-3, Y=48 B 2-4, V=64 B 4-5.
     tensors = [
@@ -196,10 +196,23 @@ def test_parse_budget():
         parse_size("12 parsecs")
 
 
+def test_every_model_name_is_accepted():
+    """memory_report resolves models with edgel3.reference.resolve_model: 'tiny' included."""
+    from edgel3.bundled import TINY_PATH
+    from edgel3.loading import load_model_file
+
+    by_name = memory_report("tiny", budgets=()).to_dict()
+    loaded = load_model_file(TINY_PATH)
+    assert by_name == memory_report(loaded, budgets=()).to_dict()
+    assert by_name == memory_report(TINY_PATH, budgets=()).to_dict()
+    assert by_name["output_shape"] == [1, 64]
+
+
 def test_rejects_unknown_objects(tmp_path):
     with pytest.raises(ParameterError, match="list"):
         memory_report([1, 2])
-    with pytest.raises(ParameterError, match="neither a file"):
+    # The one model resolver's errors (edgel3.reference), as for get_embedding.
+    with pytest.raises(WeightsError, match="could not be found"):
         memory_report(tmp_path / "missing.tflite")
     with pytest.raises(ParameterError, match="sea-1"):
         memory_report("sea-1")
@@ -221,7 +234,7 @@ def test_sparse_l3_seed_figures():
     keras.utils.set_random_seed(3)
     model = prune_to_plan(build_model(get_spec("edgel3_ft_audio_sparsity_95.45")), PLAN_95_45)
     report = memory_report(model, budgets=["cortex-m7"])
-    # MODELS.md §5: 4,684,224 conv + 5,636 BN parameters; "~18 MB" = 18.76 decimal MB.
+    # docs/export.rst: 4,684,224 conv + 5,636 BN parameters; "~18 MB" = 18.76 decimal MB.
     assert report.params == 4_684_224 + 5_636
     assert report.static["float32"]["dense"] == 4 * 4_689_860
     # §6: the (256, 199, 64) conv1 output, 13,041,664 B fp32 (the papers' 12.7-12.8 MB figures
@@ -264,10 +277,11 @@ def test_sea_student_seed_figures(emb_dim, largest, size_mb, conv_macs_m):
     assert round(report.macs["conv"] / 1e6, 1) == conv_macs_m
 
 
+@pytest.mark.shared
 def test_sea64_official_int8_targets(sea64_weights_dir):
     """SEA-64 at int8: static <= 420 KiB; peak activations by schedule (see docs/export.rst)."""
     report = memory_report("sea-64", budgets=())  # by name, from ../shared/weights
-    assert report.params == 397_152 + 2_308  # MODELS.md §5: conv + BN
+    assert report.params == 397_152 + 2_308  # docs/export.rst: conv + BN
     assert report.static["int8"]["dense"] == 399_460 <= 420 * KIB
     # Sequential: conv2 holds two (64, 50, 32) int8 tensors; the arena planner needs as much.
     assert report.peaks["sequential"]["int8"]["bytes"] == 2 * 64 * 50 * 32 == 204_800

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import edgel3
-from edgel3 import core, sparse, threads
+from edgel3 import core, sparse, sparse_kernels, threads
 from edgel3.compress.pruning import prune_model, strip_masks
 from edgel3.exceptions import ParameterError
 from edgel3.models import build_audio_network, build_model
@@ -20,7 +20,7 @@ from edgel3.specs import SEA_FRONTEND, SPARSE_FRONTEND, get_spec
 
 from .conftest import SEA64_GZ
 
-PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # MODELS.md §4, % of conv kernel weights zeroed
+PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # docs/compress.rst: % of conv kernel weights zeroed
 
 
 def _prune(model, plan):
@@ -94,6 +94,7 @@ def test_executor_equals_dense_keras_on_the_l3_95_45_plan(l3_pruned, rng):
     assert all(layers[name] == "sparse" for name in list(layers)[1:])
 
 
+@pytest.mark.shared
 def test_model_level_choice(l3_pruned, monkeypatch):
     sea64 = core.load_model_file(SEA64_GZ)
     assert sparse.supports(sea64) and sparse.kept_fraction(sea64) == 1.0
@@ -145,12 +146,12 @@ def test_conv_densities_follow_the_plan(l3_pruned):
     assert [name for name, _, _ in rows][-1] == "audio_embedding_layer"
     densities = [round(1 - d, 2) * 100 for _, d, _ in rows]
     assert densities == pytest.approx(PLAN_95_45, abs=0.5)
-    # MODELS.md §6: 10.203 G dense conv MACs per 1-s window of the sparse L3 network.
+    # docs/export.rst: 10.203 G dense conv MACs per 1-s window of the sparse L3 network.
     assert sum(macs for _, _, macs in rows) == pytest.approx(10.203e9, rel=1e-3)
 
 
 def test_sparse_frontend_shapes_are_the_48k_ones(l3_pruned):
-    mel, _, convs = sparse._parse(l3_pruned)
+    mel, _, convs = sparse_kernels.parse_model(l3_pruned)
     assert (mel.config.n_mels, mel.config.n_frames) == (256, 199)
     assert mel.config == SPARSE_FRONTEND
     assert [c.pool for c in convs] == ["none", "2x2"] * 3 + ["none", "global"]

@@ -2,7 +2,7 @@
 
 No official sparse weights are available offline, so the file is the sparse
 architecture with random weights pruned to the official 95.45 % per-layer plan
-(MODELS.md §4), written in 0.2.1's layout by :func:`save_legacy_h5`.
+(docs/compress.rst), written in 0.2.1's layout by :func:`save_legacy_h5`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def sparse_dir(tmp_path_factory):
 def test_pruned_file_keeps_zeros_and_loads_by_topology(sparse_dir):
     folder, _ = sparse_dir
     legacy = read_legacy_h5(folder / "edgel3_ft_audio_sparsity_95.45.h5")
-    assert len(legacy.weighted_layers) == 17  # MODELS.md §3: no batch_normalization_9
+    assert len(legacy.weighted_layers) == 17  # 0.2.1's layout: no batch_normalization_9
     nonzero = [int(np.count_nonzero(k)) for _, k in legacy.conv_kernels()]
-    # Per-layer non-zeros at 95.45 (MODELS.md §4), exact because we zero round(s*n/100).
+    # Per-layer non-zeros at 95.45 (docs/compress.rst), exact because we zero round(s*n/100).
     assert nonzero == [576, 5530, 11059, 22118, 73728, 29491, 23593, 47186]
 
 

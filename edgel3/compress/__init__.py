@@ -6,7 +6,8 @@ Submodules (imported lazily, so ``import edgel3.compress`` does not load TensorF
   survive training (:func:`prune_model`, :data:`PLANS`);
 - :mod:`~edgel3.compress.filters` -- L1 filter pruning and depth reduction;
 - :mod:`~edgel3.compress.sensitivity` -- one-layer-at-a-time pruning sweeps;
-- :mod:`~edgel3.compress.data` -- audio windows, teachers and cached teacher targets;
+- :mod:`~edgel3.compress.data` -- audio windows with their provenance;
+- :mod:`~edgel3.compress.teachers` -- teachers (any model or callable) and cached targets;
 - :mod:`~edgel3.compress.augment` -- gain, mixing, noise and time-shift augmentation;
 - :mod:`~edgel3.compress.students` -- student architectures (SEA, sparse, depthwise-separable);
 - :mod:`~edgel3.compress.distill` -- knowledge distillation (MSE to teacher embeddings);
@@ -28,8 +29,8 @@ _LAZY = {
     "sensitivity_sweep": "sensitivity",
     "load_windows": "data",
     "synth_windows": "data",
-    "as_teacher": "data",
-    "teacher_targets": "data",
+    "as_teacher": "teachers",
+    "teacher_targets": "teachers",
     "Augmenter": "augment",
     "build_student": "students",
     "distill": "distill",
@@ -41,6 +42,7 @@ _SUBMODULES = {
     "filters",
     "sensitivity",
     "data",
+    "teachers",
     "augment",
     "students",
     "distill",

@@ -4,7 +4,7 @@ All functions take a batch of windows ``(n, length)`` and a NumPy random
 generator and return a new float32 array (the input is never modified).
 Distillation targets come from the teacher *on the augmented audio*, so the
 augmentations need not preserve anything: they only widen the input
-distribution a small corpus covers (PIPELINES.md §4).
+distribution a small corpus covers (docs/compress.rst).
 
 Note that the edgel3 mel front end normalises each window to its own maximum,
 so a gain alone changes the embedding only through the -80 dB floor; gain

@@ -1,36 +1,36 @@
-"""Training data for distillation: audio windows, teachers, cached teacher targets.
+"""Training data for distillation: audio windows with their provenance.
 
 - :func:`load_windows` cuts audio files/folders into 1-s windows at one rate
-  (read, downmix, exact legacy resampling and framing as in
-  :func:`edgel3.get_embedding`), keeping which file each window came from and
-  its loudness (for SEA's relevance sampling).
+  through edgel3's one window pipeline (:class:`edgel3.pipeline.WindowPipeline`:
+  the checks, downmix, resampling and framing of :func:`edgel3.get_embedding`),
+  keeping which file each window came from and its loudness (for SEA's
+  relevance sampling).
 - :func:`synth_windows` makes synthetic windows (tones, chirps, noises, clicks)
   to widen a corpus without using anyone's recordings.
-- :func:`as_teacher` wraps an edgel3 model, a saved Keras model or any Python
-  callable ``windows -> embeddings`` into one interface.
-- :func:`teacher_targets` runs the teacher once over all windows and caches the
-  result in an ``.npz`` keyed by teacher and data.
+- :func:`as_teacher`, :func:`teacher_targets`, :class:`Teacher` and
+  :func:`to_rate` live in :mod:`edgel3.compress.teachers` (re-exported here).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from math import gcd
-from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_positive_int
+from ..engine import file_windows
 from ..exceptions import AudioError, ParameterError
+from .teachers import Teacher, as_teacher, teacher_targets, to_rate
 
 __all__ = [
     "WindowSet",
     "Teacher",
     "load_windows",
+    "file_windows",
     "synth_windows",
     "concat_windows",
     "as_teacher",
@@ -129,15 +129,21 @@ def load_windows(
     max_windows_per_file: int | None = None,
     recursive: bool = True,
     progress: bool = False,
+    fast_resample: bool = False,
 ) -> WindowSet:
     """Read audio files (or folders of them) and cut them into 1-s windows.
 
+    Each file goes through :class:`edgel3.pipeline.WindowPipeline` (checks,
+    downmix, resampling, framing), so the windows are those
+    :func:`edgel3.get_embedding` embeds for the same ``hop_size`` and
+    ``center``.
+
     Parameters
     ----------
-    inputs : iterable of path-like
+    inputs : path-like or iterable of path-like
         Files and/or directories (searched for audio files).
     sr : int
-        Rate of the windows (Hz); audio is resampled with edgel3's exact resampler.
+        Rate of the windows (Hz); audio at other rates is resampled.
     hop_size : float
         Hop between windows in seconds.
     center : bool
@@ -148,39 +154,55 @@ def load_windows(
         Descend into subdirectories.
     progress : bool
         Show a progress bar.
+    fast_resample : bool
+        Resample with the fast resampler instead of the exact legacy one
+        (see ``docs/frontend.rst``).
 
     Returns
     -------
     WindowSet
+        ``windows`` of shape ``(n, sr)``, float32.
 
     Raises
     ------
     AudioError
-        If no audio file is found or a file cannot be read.
+        If no audio file is found, or a file cannot be read or holds empty or
+        non-finite audio.
+    ParameterError
+        For invalid options.
     """
     from tqdm.auto import tqdm
 
-    from .. import frontend
-    from ..files import collect_audio_files, read_audio
+    from ..checks import check_flag, check_hop_size, check_sample_rate
+    from ..files import collect_audio_files
 
+    sr = check_sample_rate(sr)
+    hop_size = check_hop_size(hop_size)
+    center = check_flag(center, "center")
+    if max_windows_per_file is not None:
+        max_windows_per_file = check_positive_int(max_windows_per_file, "max_windows_per_file")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
     files = collect_audio_files(inputs, recursive=recursive)
     if not files:
         raise AudioError(f"No audio files found in {list(map(str, inputs))!r}.")
-    chunks, indices = [], []
+    chunks, indices, short = [], [], 0
     for index, path in enumerate(tqdm(files, unit="file", disable=not progress)):
-        audio, rate = read_audio(path)
-        mono = frontend.downmix(audio)
-        if rate != sr:
-            mono = frontend.resample(mono, rate, sr)
-        windows = frontend.frame_audio(mono, sr, hop_size=hop_size, center=center)
-        if max_windows_per_file is not None and len(windows) > max_windows_per_file:
-            keep = np.linspace(0, len(windows) - 1, max_windows_per_file).round().astype(int)
-            windows = windows[keep]
-        chunks.append(np.asarray(windows, dtype=np.float32))
+        windows, was_short = file_windows(
+            path,
+            sr,
+            hop_size=hop_size,
+            center=center,
+            max_windows=max_windows_per_file,
+            fast_resample=fast_resample,
+        )
+        short += was_short
+        chunks.append(windows)
         indices.append(np.full(len(windows), index, dtype=np.int32))
-    return WindowSet(
-        np.concatenate(chunks), int(sr), np.concatenate(indices), [str(f) for f in files]
-    )
+    if short:
+        logger.info("%d of %d files are shorter than 1 s (zero-padded)", short, len(files))
+    return WindowSet(np.concatenate(chunks), sr, np.concatenate(indices), [str(f) for f in files])
 
 
 def synth_windows(n: int, sr: int = 8000, *, seed: int = 0) -> WindowSet:
@@ -251,147 +273,3 @@ def synth_windows(n: int, sr: int = 8000, *, seed: int = 0) -> WindowSet:
         windows[row] = level * x * envelope / (np.sqrt(np.mean(x**2)) + 1e-12)
     np.clip(windows, -1, 1, out=windows)
     return WindowSet(windows, int(sr), np.full(n, -1, dtype=np.int32), [])
-
-
-def to_rate(windows: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    """Resample a batch of 1-s windows to another rate (polyphase; ``(n, sr_to)`` float32)."""
-    if sr_from == sr_to:
-        return np.asarray(windows, dtype=np.float32)
-    from scipy.signal import resample_poly
-
-    factor = gcd(int(sr_from), int(sr_to))
-    out = resample_poly(windows, sr_to // factor, sr_from // factor, axis=1)
-    return np.asarray(out[:, :sr_to], dtype=np.float32)
-
-
-@dataclass
-class Teacher:
-    """A teacher: windows at ``sr`` -> embeddings.
-
-    Attributes
-    ----------
-    fn : callable
-        ``fn(windows) -> embeddings`` for windows ``(n, sr)`` float32.
-    sr : int
-        Rate the teacher expects.
-    name : str
-        Identity used in cache keys.
-    batch_size : int
-    """
-
-    fn: Callable
-    sr: int
-    name: str
-    batch_size: int = 64
-
-    def __call__(self, windows: np.ndarray, sr: int | None = None) -> np.ndarray:
-        """Embed windows ``(n, length)`` given at rate ``sr`` (default: the teacher's)."""
-        windows = to_rate(np.asarray(windows, dtype=np.float32), sr or self.sr, self.sr)
-        parts = [
-            np.asarray(self.fn(windows[i : i + self.batch_size]), dtype=np.float32)
-            for i in range(0, len(windows), self.batch_size)
-        ]
-        out = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-        if out.ndim != 2 or len(out) != len(windows):
-            raise ParameterError(
-                f"Teacher {self.name!r} returned an array of shape {out.shape} for "
-                f"{len(windows)} windows; expected (n_windows, emb_dim)."
-            )
-        return out
-
-
-def as_teacher(teacher, *, sr: int | None = None, batch_size: int = 64) -> Teacher:
-    """Wrap a teacher model or function.
-
-    Parameters
-    ----------
-    teacher : str, path-like, keras.Model, callable or Teacher
-        An official model name (``'sea-64'``), ``'tiny'``, a weight/``.keras``
-        file, a loaded Keras model (audio ``(b, 1, sr)`` -> embeddings), or a
-        callable ``windows (n, sr) -> embeddings (n, d)``.
-    sr : int, optional
-        The rate a callable expects (required for callables; read from the
-        model otherwise).
-    batch_size : int
-        Windows per teacher call.
-
-    Returns
-    -------
-    Teacher
-
-    Raises
-    ------
-    ParameterError
-        For a callable without ``sr``.
-    """
-    if isinstance(teacher, Teacher):
-        return teacher
-    if isinstance(teacher, (str, os.PathLike)) or hasattr(teacher, "predict_on_batch"):
-        from ..core import _resolve_model, model_sample_rate
-
-        name = os.fspath(teacher) if isinstance(teacher, (str, os.PathLike)) else None
-        model = _resolve_model(teacher, "sparse", 128, "ft", 95.45)
-        rate = model_sample_rate(model)
-        name = name or f"keras:{model.name}:{model.count_params()}"
-
-        def run(windows):
-            return model.predict_on_batch(windows[:, None, :])
-
-        return Teacher(run, int(rate), name, batch_size)
-    if callable(teacher):
-        if sr is None:
-            raise ParameterError(
-                "A callable teacher needs its sample rate: as_teacher(fn, sr=...)."
-            )
-        label = getattr(teacher, "__qualname__", type(teacher).__name__)
-        return Teacher(teacher, int(sr), f"callable:{label}", batch_size)
-    raise ParameterError(
-        "teacher must be a model name, a model file, a keras.Model or a callable; "
-        f"got {type(teacher).__name__}."
-    )
-
-
-def teacher_targets(
-    teacher,
-    data: WindowSet,
-    *,
-    cache: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Teacher embeddings of every window, computed once and optionally cached.
-
-    Parameters
-    ----------
-    teacher : see :func:`as_teacher`
-    data : WindowSet
-    cache : path-like, optional
-        An ``.npz`` file. Reused when its key (teacher name and data
-        fingerprint) matches; (re)written otherwise.
-    progress : bool
-
-    Returns
-    -------
-    np.ndarray [shape=(n, d), dtype=float32]
-    """
-    from tqdm.auto import tqdm
-
-    from ..files import atomic_write
-
-    teacher = as_teacher(teacher)
-    key = json.dumps({"teacher": teacher.name, "data": data.fingerprint(), "n": len(data)})
-    if cache is not None and Path(cache).is_file():
-        with np.load(cache) as stored:
-            if str(stored["key"]) == key:
-                logger.info("teacher targets read from %s", cache)
-                return stored["targets"]
-        logger.info("cache %s was made for other data or teacher; recomputing", cache)
-    step = teacher.batch_size * 8
-    parts = []
-    for start in tqdm(range(0, len(data), step), unit="batch", disable=not progress):
-        parts.append(teacher(data.windows[start : start + step], data.sr))
-    targets = np.concatenate(parts)
-    if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache) as handle:
-            np.savez(handle, targets=targets, key=np.array(key))
-    return targets

@@ -19,7 +19,7 @@ layers, training runs on log-mel patches (precomputed once when there is no
 augmentation), which is several times faster than feeding audio; the layers
 are shared, so the returned student takes audio as usual.
 
-The machinery follows the original recipe (PIPELINES.md §0): Adam, a
+The machinery follows the original recipe (docs/compress.rst): Adam, a
 validation split, ``EarlyStopping(val_loss)`` with the best weights restored,
 ``ReduceLROnPlateau``, best-checkpoint saving, resumable training
 (``BackupAndRestore``), a per-epoch CSV log and a progress bar.  TensorFlow
@@ -38,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_fraction, check_positive_int
 from ..exceptions import ParameterError
-from .data import WindowSet, as_teacher, teacher_targets, to_rate
+from .data import WindowSet
+from .teachers import as_teacher, teacher_targets, to_rate
 
 __all__ = ["DistillResult", "distill", "split_frontend", "validation_split"]
 
@@ -111,8 +113,7 @@ def validation_split(data: WindowSet, fraction: float, rng: np.random.Generator)
     -------
     (train_index, val_index) : np.ndarray
     """
-    if not 0.0 < fraction < 1.0:
-        raise ParameterError(f"validation_split must lie in (0, 1); got {fraction!r}.")
+    fraction = check_fraction(fraction, "validation_split")
     groups = np.where(data.file_index >= 0, data.file_index, -1 - np.arange(len(data)))
     unique = rng.permutation(np.unique(groups))
     counts = {g: c for g, c in zip(*np.unique(groups, return_counts=True))}
@@ -303,6 +304,8 @@ def distill(
     """
     import keras
 
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
     rng = np.random.default_rng(seed)
     if targets is None or augment is not None:
         if teacher is None:
@@ -331,7 +334,7 @@ def distill(
         train_index, val_index = validation_split(data, float(validation), rng)
         val_data, val_targets = data.subset(val_index), targets[val_index]
 
-    from ..core import model_sample_rate
+    from ..runners import model_sample_rate
 
     student_sr = model_sample_rate(student)
     mel_layer, body = split_frontend(student) if train_on_mel else (None, None)

@@ -1,4 +1,4 @@
-"""Low-rank k-DPP sampling for SEA's diversity sampling (PIPELINES.md §5).
+"""Low-rank k-DPP sampling for SEA's diversity sampling (docs/compress.rst, SEA).
 
 SEA picks the points that fit its PCA with a k-DPP over L1-normalised
 teacher embeddings ``F`` (one row per point) with the kernel
@@ -25,10 +25,9 @@ threshold.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from ..checks import check_non_negative_int, check_positive_int, is_real
 from ..exceptions import ParameterError
 
 __all__ = ["l1_normalise", "sample_kdpp", "log_det_kernel"]
@@ -93,9 +92,10 @@ def sample_kdpp(
     if g.ndim != 2:
         raise ParameterError(f"features must have shape (n, D); got shape {g.shape}.")
     n, dim = g.shape
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+    if check_positive_int(k, "k") > n:
         raise ParameterError(f"k must be an integer in [1, {n}]; got k={k!r}.")
-    if not sigma > 0:
+    n_sweeps = check_non_negative_int(n_sweeps, "n_sweeps")
+    if not is_real(sigma) or not sigma > 0:
         raise ParameterError(f"sigma must be positive; got sigma={sigma!r}.")
     if quality is not None:
         quality = np.asarray(quality, dtype=np.float64)
@@ -117,7 +117,7 @@ def sample_kdpp(
     ridge = sigma * np.eye(dim)
     m_inv = np.linalg.inv(ridge + g[chosen].T @ g[chosen])
     accepted = 0
-    for _ in range(int(n_sweeps) * k):
+    for _ in range(n_sweeps * k):
         pos = int(rng.integers(k))
         out_point = slots[pos]
         in_point = int(rng.integers(n))

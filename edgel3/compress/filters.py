@@ -1,10 +1,10 @@
 """Structured compression of L3-style networks: filter (width) and depth reduction.
 
-Filter pruning (Li et al., PIPELINES.md §2) ranks each conv's output filters
+Filter pruning (Li et al.; docs/compress.rst) ranks each conv's output filters
 by the L1 norm of their kernels, keeps the largest, and drops the same
 channels from the BatchNormalization after the conv and from the input-channel
 axis of the next conv's kernel.  The result is a genuinely smaller network,
-built with :func:`edgel3.models.build_audio_network` and carrying the
+built with :func:`edgel3.networks.build_audio_network` and carrying the
 surviving weights, that saves and loads like any other (``model.save`` or
 :func:`edgel3.legacy_h5.save_legacy_h5` for 8-conv bodies).
 
@@ -13,18 +13,18 @@ after it; the global max pool then covers that layer's map.
 
 Both work on networks with the L3 body (mel spectrogram -> BN -> N x [conv 3x3
 (+ BN + ReLU)] with pooling after every second conv), i.e. anything built by
-:mod:`edgel3.models` or loaded from an official or user weight file.
+:mod:`edgel3.networks` or loaded from an official or user weight file.
 Masked (pruned) models are accepted; masks are baked in first.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_positive_int
 from ..exceptions import ParameterError
 
 __all__ = ["L3Body", "parse_body", "filter_l1_norms", "prune_filters", "reduce_depth"]
@@ -65,7 +65,7 @@ def parse_body(model) -> L3Body:
     Parameters
     ----------
     model : keras.Model
-        Built by :mod:`edgel3.models` (or loaded from a weight file).
+        Built by :mod:`edgel3.networks` (or loaded from a weight file).
 
     Returns
     -------
@@ -124,13 +124,6 @@ def parse_body(model) -> L3Body:
     )
 
 
-def _kernel(conv) -> np.ndarray:
-    kernel = np.asarray(conv.kernel)
-    if hasattr(conv, "mask"):
-        kernel = kernel * np.asarray(conv.mask)
-    return kernel
-
-
 def _bias(conv, n_out: int) -> np.ndarray:
     return np.asarray(conv.bias) if conv.use_bias else np.zeros(n_out, dtype="float32")
 
@@ -143,32 +136,27 @@ def filter_l1_norms(model) -> list[np.ndarray]:
     list of np.ndarray [shape=(filters,)]
         One array per conv, in order.
     """
-    return [np.abs(_kernel(conv)).sum(axis=(0, 1, 2)) for conv in parse_body(model).convs]
+    from .pruning import effective_kernel
+
+    return [np.abs(effective_kernel(conv)).sum(axis=(0, 1, 2)) for conv in parse_body(model).convs]
 
 
 def _copy_body(source: L3Body, target: L3Body, keeps: Sequence[np.ndarray]) -> None:
     """Copy weights from ``source`` to ``target``, keeping output channels ``keeps[l]``."""
+    from .pruning import effective_kernel
+
     target.mel.set_weights(source.mel.get_weights())
     target.input_bn.set_weights(source.input_bn.get_weights())
     previous = np.arange(1)  # the single mel channel
     for index, (conv, new_conv) in enumerate(zip(source.convs, target.convs)):
         keep = keeps[index]
-        kernel = _kernel(conv)[:, :, previous, :][:, :, :, keep]
+        kernel = effective_kernel(conv)[:, :, previous, :][:, :, :, keep]
         bias = _bias(conv, kernel.shape[-1])[keep]
         new_conv.set_weights([kernel, bias] if new_conv.use_bias else [kernel])
         new_bn = target.bns[index]
         if new_bn is not None:
             new_bn.set_weights([w[keep] for w in source.bns[index].get_weights()])
         previous = keep
-
-
-def _check_counts(values, name: str) -> list[int]:
-    out = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ParameterError(f"{name} must hold positive integers; got {list(values)!r}.")
-        out.append(int(value))
-    return out
 
 
 def prune_filters(model, conv_filters: Sequence[int], *, name: str | None = None):
@@ -198,10 +186,11 @@ def prune_filters(model, conv_filters: Sequence[int], *, name: str | None = None
         If the list length differs from the number of convs or asks for more
         filters than a conv has.
     """
-    from ..models import build_audio_network
+    from ..networks import build_audio_network
+    from .pruning import effective_kernel
 
     body = parse_body(model)
-    counts = _check_counts(conv_filters, "conv_filters")
+    counts = [check_positive_int(c, f"conv_filters[{i}]") for i, c in enumerate(conv_filters)]
     if len(counts) != len(body.convs):
         raise ParameterError(
             f"conv_filters has {len(counts)} entries; model {model.name!r} has "
@@ -215,7 +204,7 @@ def prune_filters(model, conv_filters: Sequence[int], *, name: str | None = None
         )
     keeps = []
     for conv, count in zip(body.convs, counts):
-        norms = np.abs(_kernel(conv)).sum(axis=(0, 1, 2))
+        norms = np.abs(effective_kernel(conv)).sum(axis=(0, 1, 2))
         order = np.argsort(-norms, kind="stable")
         keeps.append(np.sort(order[:count]))
     small = build_audio_network(
@@ -251,13 +240,12 @@ def reduce_depth(model, n_convs: int, *, head: str | None = None, name: str | No
         If ``n_convs`` is not in ``[1, number of convs]``, or ``'bn_relu'`` is
         asked for where the original has no BN after that conv.
     """
-    from ..models import build_audio_network
+    from ..networks import build_audio_network
 
     body = parse_body(model)
     total = len(body.convs)
-    if isinstance(n_convs, bool) or not isinstance(n_convs, numbers.Integral):
-        raise ParameterError(f"n_convs must be an integer; got n_convs={n_convs!r}.")
-    if not 1 <= n_convs <= total:
+    n_convs = check_positive_int(n_convs, "n_convs")
+    if n_convs > total:
         raise ParameterError(f"n_convs must lie in [1, {total}]; got n_convs={n_convs!r}.")
     head = body.head if head is None else head
     if head == "bn_relu" and body.bns[n_convs - 1] is None:

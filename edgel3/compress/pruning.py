@@ -1,6 +1,6 @@
 """Unstructured per-layer magnitude pruning with masks that survive training.
 
-Han et al.'s recipe as used for the EdgeL3 models (PIPELINES.md §1): each conv
+Han et al.'s recipe as used for the EdgeL3 models (docs/compress.rst): each conv
 kernel ``l`` loses a fixed share ``s_l`` of its weights, the smallest in
 absolute value; biases and BatchNormalization are never pruned.  Unlike the
 original ``percentile`` threshold (within one weight of the plan), a plan is
@@ -25,9 +25,9 @@ from fractions import Fraction
 
 import keras
 import numpy as np
-from keras import ops
 
 from ..exceptions import ParameterError
+from ..layers import MaskedConv2D
 
 __all__ = [
     "PLANS",
@@ -35,6 +35,8 @@ __all__ = [
     "LayerSparsity",
     "MaskedConv2D",
     "get_plan",
+    "plan_key",
+    "effective_kernel",
     "pruned_count",
     "magnitude_mask",
     "prunable_layers",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 #: Per-layer plans (% of conv kernel weights zeroed, conv1..conv8), EdgeL3 Table II
-#: and the unreleased 97/98/99 % plans (MODELS.md §4). Keys are Python float text.
+#: and the unreleased 97/98/99 % plans (docs/compress.rst). Keys are Python float text.
 PLANS: dict[str, tuple[float, ...]] = {
     "53.5": (0, 30, 40, 50, 30, 50, 50, 60),
     "63.5": (0, 40, 50, 60, 40, 60, 60, 70),
@@ -65,8 +67,19 @@ PLANS: dict[str, tuple[float, ...]] = {
 CONV_KERNEL_SIZES = (576, 36864, 73728, 147456, 294912, 589824, 1179648, 2359296)
 
 
-def _plan_key(name) -> str | None:
-    """``'87'``, ``87``, ``'87.0'`` -> ``'87.0'``; ``None`` when not a number."""
+def plan_key(name) -> str | None:
+    """The :data:`PLANS` key a plan name stands for.
+
+    Parameters
+    ----------
+    name : str or float
+        ``'87'``, ``87``, ``'87.0'``...
+
+    Returns
+    -------
+    str or None
+        ``'87.0'`` (Python's float text); ``None`` when ``name`` is not a number.
+    """
     try:
         return repr(float(name))
     except (TypeError, ValueError):
@@ -114,7 +127,7 @@ def get_plan(plan, n_layers: int | None = None, *, names: Sequence[str] | None =
             )
         values = [plan.get(name, 0.0) for name in names]
     elif isinstance(plan, (str, numbers.Real)) and not isinstance(plan, bool):
-        key = _plan_key(plan)
+        key = plan_key(plan)
         if key not in PLANS:
             raise ParameterError(
                 f"Unknown pruning plan {plan!r}; expected one of {sorted(PLANS, key=float)}, "
@@ -181,63 +194,6 @@ def magnitude_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
 # --------------------------------------------------------------------------- Keras side
 
 
-@keras.saving.register_keras_serializable(package="edgel3")
-class MaskedConv2D(keras.layers.Conv2D):
-    """``Conv2D`` whose kernel is multiplied by a fixed, non-trainable 0/1 mask.
-
-    The mask (weight ``mask``, same shape as the kernel, initialised to ones)
-    is applied in the forward pass and, through the kernel's constraint, after
-    every optimiser step. It is saved with the model. Build one with
-    :func:`prune_model` rather than by hand.
-    """
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.mask = self.add_weight(
-            name="mask",
-            shape=tuple(self._kernel.shape),
-            initializer="ones",
-            trainable=False,
-            dtype=self.dtype,
-        )
-        user_constraint = self._kernel.constraint
-
-        def constrain(kernel):
-            if user_constraint is not None:
-                kernel = user_constraint(kernel)
-            return kernel * ops.cast(self.mask, kernel.dtype)
-
-        # Optimisers apply variable constraints right after each update step.
-        self._kernel.constraint = constrain
-
-    def _own_variables(self):
-        return [self._kernel, *([self.bias] if self.use_bias else []), self.mask]
-
-    def save_own_variables(self, store):
-        if self.built:
-            for index, variable in enumerate(self._own_variables()):
-                store[str(index)] = variable
-
-    def load_own_variables(self, store):
-        targets = self._own_variables()
-        if len(store.keys()) != len(targets):
-            raise ValueError(
-                f"Layer {self.name!r} expects {len(targets)} saved arrays (kernel, "
-                f"{'bias, ' if self.use_bias else ''}mask); got {len(store.keys())}."
-            )
-        for index, variable in enumerate(targets):
-            variable.assign(store[str(index)])
-
-    def call(self, inputs):
-        kernel = self.kernel * ops.cast(self.mask, self.kernel.dtype)
-        outputs = self.convolution_op(inputs, kernel)
-        if self.use_bias:
-            outputs = ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters)))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
-
-
 def prunable_layers(model) -> list:
     """The ``Conv2D`` layers of a model (masked ones included), in graph order."""
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -274,7 +230,17 @@ class LayerSparsity:
         return 100.0 * (1.0 - self.nonzero / self.n_weights)
 
 
-def _effective_kernel(layer) -> np.ndarray:
+def effective_kernel(layer) -> np.ndarray:
+    """A conv layer's kernel as it computes: times its mask for masked layers.
+
+    Parameters
+    ----------
+    layer : keras.layers.Conv2D or MaskedConv2D
+
+    Returns
+    -------
+    np.ndarray [shape=(kh, kw, c_in, c_out)]
+    """
     kernel = np.asarray(layer.kernel)
     if _is_masked(layer):
         kernel = kernel * np.asarray(layer.mask)
@@ -299,7 +265,7 @@ def sparsity_report(model, plan=None) -> list[LayerSparsity]:
     targets = get_plan(plan, len(layers), names=names) if plan is not None else [None] * len(names)
     report = []
     for layer, target in zip(layers, targets):
-        kernel = _effective_kernel(layer)
+        kernel = effective_kernel(layer)
         report.append(
             LayerSparsity(layer.name, int(kernel.size), int(np.count_nonzero(kernel)), target)
         )
@@ -339,7 +305,7 @@ def prune_model(model, plan, *, layers: Sequence[str] | None = None):
     Parameters
     ----------
     model : keras.Model
-        A functional model (e.g. from :mod:`edgel3.models`); it is not modified.
+        A functional model (e.g. from :mod:`edgel3.networks`); it is not modified.
     plan : str, float, sequence of float or mapping
         See :func:`get_plan`. With the default ``layers`` an official plan needs
         8 ``Conv2D`` layers (the L3 / SEA bodies).
@@ -361,7 +327,7 @@ def prune_model(model, plan, *, layers: Sequence[str] | None = None):
 
     Examples
     --------
-    >>> from edgel3.models import build_model
+    >>> from edgel3.networks import build_model
     >>> from edgel3.specs import get_spec
     >>> pruned, report = prune_model(build_model(get_spec('sea-64')), '95.45')  # doctest: +SKIP
     >>> [r.nonzero for r in report][:2]                                         # doctest: +SKIP
@@ -383,14 +349,14 @@ def prune_model(model, plan, *, layers: Sequence[str] | None = None):
         raise ParameterError(f"Model {model.name!r} has no Conv2D layer to prune.")
     sparsities = get_plan(plan, len(names), names=names)
     masks = {
-        name: magnitude_mask(_effective_kernel(by_name[name]), s)
+        name: magnitude_mask(effective_kernel(by_name[name]), s)
         for name, s in zip(names, sparsities)
     }
     pruned = _clone_with(model, lambda layer: MaskedConv2D if layer.name in masks else None)
     for old, new in zip(model.layers, pruned.layers):
         weights = old.get_weights()
         if new.name in masks:
-            kernel = _effective_kernel(old)
+            kernel = effective_kernel(old)
             mask = masks[new.name]
             rest = weights[1 : 2 if old.use_bias else 1]
             new.set_weights([kernel * mask, *rest, mask.astype(kernel.dtype)])
@@ -429,7 +395,7 @@ def strip_masks(model):
     for old, new in zip(model.layers, plain.layers):
         weights = old.get_weights()
         if _is_masked(old):
-            weights = [_effective_kernel(old), *weights[1:-1]]
+            weights = [effective_kernel(old), *weights[1:-1]]
         if weights:
             new.set_weights(weights)
     return plain

@@ -1,6 +1,6 @@
 """Specialized Embedding Approximation (SEA): distil a teacher's *projected* embeddings.
 
-Recipe (Srivastava et al., ICASSP 2021; PIPELINES.md §5):
+Recipe (Srivastava et al., ICASSP 2021; docs/compress.rst, SEA):
 
 1. embed unlabeled in-domain audio with the teacher;
 2. choose a sample of those embeddings (``random``; ``relevance``: probability
@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_choice, check_positive_int
 from ..exceptions import ParameterError
-from .data import WindowSet, as_teacher, teacher_targets
+from .data import WindowSet
+from .teachers import as_teacher, teacher_targets
 
 __all__ = ["SAMPLINGS", "relevance_scores", "sample_points", "SEAProjection", "sea_distill"]
 
@@ -94,9 +96,8 @@ def sample_points(
     from .dpp import l1_normalise, sample_kdpp
 
     n = len(embeddings)
-    if sampling not in SAMPLINGS:
-        raise ParameterError(f"Unknown sampling {sampling!r}; expected one of {SAMPLINGS}.")
-    if not 1 <= int(k) <= n:
+    check_choice(sampling, SAMPLINGS, "sampling")
+    if check_positive_int(k, "k") > n:
         raise ParameterError(f"Cannot sample k={k!r} of {n} embeddings.")
     rng = np.random.default_rng(rng)
     relevance = None

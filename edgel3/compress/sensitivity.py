@@ -1,6 +1,6 @@
 """Pruning sensitivity sweep: prune one layer at a time and measure the damage.
 
-The EdgeL3 plans were chosen this way (PIPELINES.md §1): each conv alone was
+The EdgeL3 plans were chosen this way (docs/compress.rst): each conv alone was
 pruned at {70, 80, 85, 90, 95} % while the others stayed dense, and the effect
 measured (AVC accuracy there).  Here the default measure needs no labels: the
 distance of the pruned model's embeddings to the unpruned model's on the same
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exceptions import ParameterError
-from .pruning import _effective_kernel, magnitude_mask, prunable_layers
+from .pruning import effective_kernel, magnitude_mask, prunable_layers
 
 __all__ = ["METRICS", "SensitivityResult", "sensitivity_sweep"]
 
@@ -181,7 +181,7 @@ def sensitivity_sweep(
         for i, name in enumerate(names):
             layer = convs[name]
             original = np.asarray(layer.kernel).copy()
-            kernel = _effective_kernel(layer)
+            kernel = effective_kernel(layer)
             try:
                 for j, sparsity in enumerate(values):
                     layer.kernel.assign(kernel * magnitude_mask(kernel, sparsity))

@@ -2,7 +2,8 @@
 
 Families (:func:`build_student`):
 
-- ``'sea'``: the SEA students (MODELS.md §2), 8 convs ``[c1, c1, c2, c2, c3, c3, c4, c4]``;
+- ``'sea'``: the SEA students, 8 convs ``[c1, c1, c2, c2, c3, c3, c4, c4]``
+  (:data:`edgel3.specs.SEA_FILTERS`);
 - ``'sparse'``: the L3 audio body (64, 128, 256, 512 filters), e.g. for masked KD;
 - ``'ds'``: a small, int8-friendly depthwise-separable network (MobileNet-style):
   a strided 3x3 stem shrinks the mel map at once, then blocks of
@@ -186,7 +187,7 @@ def build_student(
     >>> build_student('tiny').output_shape          # doctest: +SKIP
     (None, 64)
     """
-    from ..models import build_audio_network
+    from ..networks import build_audio_network
 
     frontend = SEA_FRONTEND if frontend is None else frontend
     name = name or f"{family}_student"

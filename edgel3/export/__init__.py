@@ -1,9 +1,11 @@
 """Edge export: LiteRT (TFLite) conversion, memory reports and LiteRT inference.
 
-Nothing heavy is imported here: :mod:`edgel3.export.runtime` runs exported
-files without TensorFlow when the LiteRT runtime (``ai-edge-litert``) is
-installed, and :mod:`edgel3.export.memory` reads ``.tflite`` files the same
-way. Only :mod:`edgel3.export.convert` needs TensorFlow.
+Nothing heavy is imported here: :class:`edgel3.litert.LiteRTModel` (re-exported
+by :mod:`edgel3.export.runtime`) runs exported files without TensorFlow when the
+LiteRT runtime (``ai-edge-litert``) is installed, and
+:mod:`edgel3.export.memory` reads ``.tflite`` files the same way. Only
+:mod:`edgel3.export.convert` needs TensorFlow. Models are named as everywhere in
+edgel3 (:func:`edgel3.reference.resolve_model`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib
 __all__ = [
     "export_model",
     "backbone_model",
+    "load_keras_model",
     "ExportResult",
     "memory_report",
     "MemoryReport",
@@ -28,6 +31,7 @@ __all__ = [
 _LAZY = {
     "export_model": "convert",
     "backbone_model": "convert",
+    "load_keras_model": "convert",
     "ExportResult": "convert",
     "memory_report": "memory",
     "MemoryReport": "memory",

@@ -14,6 +14,7 @@ are computed twice (a few % more MACs in the first stage).
 
 from __future__ import annotations
 
+from ..checks import check_positive_int
 from ..exceptions import ParameterError
 
 __all__ = ["BandedBackbone", "banded_backbone"]
@@ -111,9 +112,9 @@ class BandedBackbone:
         self.height = int(backbone.input_shape[1])
         step = int(self.pool.pool_size[0])
         pooled = self.height // step
-        if not isinstance(bands, int) or isinstance(bands, bool) or not 1 <= bands <= pooled:
+        if check_positive_int(bands, "bands") > pooled:
             raise ParameterError(f"bands must be an int in [1, {pooled}]; got bands={bands!r}.")
-        self.bands = bands
+        self.bands = int(bands)
         edges = [round(i * pooled / bands) for i in range(bands + 1)]
         self.plan = []
         for p0, p1 in zip(edges[:-1], edges[1:]):

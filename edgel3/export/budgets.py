@@ -6,11 +6,11 @@ Sizes are bytes; ``K``/``KB``/``KiB`` all mean 1024 bytes and ``M``/``MB``/``MiB
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
+from ..checks import check_non_negative_int, is_real
 from ..exceptions import ParameterError
 
 __all__ = ["KIB", "MIB", "Budget", "BUDGETS", "parse_budget", "parse_size"]
@@ -41,7 +41,7 @@ class Budget:
     inference: int | None = None
 
 
-#: Named budgets. ``cortex-m7``: the SONYC mote (STM32H7), PIPELINES.md §6.
+#: Named budgets. ``cortex-m7``: the SONYC mote (STM32H7); see docs/export.rst (Budgets).
 BUDGETS: dict[str, Budget] = {
     "cortex-m7": Budget("cortex-m7", flash=2 * MIB, ram=1 * MIB, inference=512 * KIB),
 }
@@ -54,13 +54,22 @@ def parse_size(text) -> int:
 
     ``K``, ``KB`` and ``KiB`` all mean 1024 bytes; ``M``, ``MB``, ``MiB`` 1024².
 
+    Parameters
+    ----------
+    text : int or str
+
+    Returns
+    -------
+    int
+        Bytes.
+
     Raises
     ------
     ParameterError
         If the text is not a non-negative size.
     """
-    if isinstance(text, (int, np.integer)) and not isinstance(text, bool) and text >= 0:
-        return int(text)
+    if is_real(text) and isinstance(text, numbers.Integral):
+        return check_non_negative_int(text, "size")
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if match is None or match.group(2).lower() not in _UNITS:
         raise ParameterError(

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..checks import check_hop_size, check_positive_int, check_sample_rate
 from ..exceptions import ParameterError
 
 __all__ = ["calibration_data", "calibration_inputs"]
@@ -20,13 +21,15 @@ def calibration_data(
     *,
     max_windows: int = DEFAULT_CALIBRATION_WINDOWS,
     hop_size: float = DEFAULT_CALIBRATION_HOP,
+    fast_resample: bool = False,
 ) -> np.ndarray:
     """1-s audio windows for int8 calibration, drawn evenly from files and folders.
 
-    Each file is read, mixed to mono, resampled to ``sample_rate`` (the exact
-    legacy resampler) and cut into windows every ``hop_size`` seconds; files
-    and windows are taken at even spacing so that at most ``max_windows``
-    windows come from as many files as possible.
+    Each file goes through edgel3's window pipeline
+    (:func:`edgel3.engine.file_windows`: checks, downmix, resampling to
+    ``sample_rate``, framing every ``hop_size`` seconds without centring);
+    files and windows are taken at even spacing so that at most
+    ``max_windows`` windows come from as many files as possible.
 
     Parameters
     ----------
@@ -37,6 +40,8 @@ def calibration_data(
     max_windows : int
     hop_size : float
         Seconds between windows within a file.
+    fast_resample : bool
+        Resample with the fast resampler instead of the exact legacy one.
 
     Returns
     -------
@@ -46,13 +51,16 @@ def calibration_data(
     ------
     AudioError
         If a source is missing or unreadable, or no audio file is found.
+    ParameterError
+        For invalid options.
     """
-    from ..core import _check_hop_size
+    from ..engine import file_windows
     from ..exceptions import AudioError
-    from ..files import collect_audio_files, read_audio
-    from ..frontend import downmix, frame_audio, resample
+    from ..files import collect_audio_files
 
-    _check_hop_size(hop_size)
+    sample_rate = check_sample_rate(sample_rate, "sample_rate")
+    max_windows = check_positive_int(max_windows, "max_windows")
+    hop_size = check_hop_size(hop_size)
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     files = collect_audio_files(sources)
@@ -61,22 +69,50 @@ def calibration_data(
     n_files = min(len(files), max_windows)
     chosen = [files[i] for i in np.linspace(0, len(files) - 1, n_files).round().astype(int)]
     per_file = -(-max_windows // n_files)
-    windows = []
-    for path in chosen:
-        audio, sr = read_audio(path)
-        mono = downmix(audio)
-        if sr != sample_rate:
-            mono = resample(mono, sr, sample_rate)
-        framed = frame_audio(mono, sample_rate, hop_size=hop_size, center=False)
-        pick = np.linspace(0, len(framed) - 1, min(per_file, len(framed))).round().astype(int)
-        windows.append(np.asarray(framed[pick], dtype=np.float32))
+    windows = [
+        file_windows(
+            path,
+            sample_rate,
+            hop_size=hop_size,
+            center=False,
+            max_windows=per_file,
+            fast_resample=fast_resample,
+        )[0]
+        for path in chosen
+    ]
     stacked = np.concatenate(windows)
     keep = np.linspace(0, len(stacked) - 1, min(max_windows, len(stacked))).round().astype(int)
     return stacked[keep]
 
 
-def calibration_inputs(calibration, variant, frontend, sample_rate, max_windows, hop_size):
-    """Network inputs (windows or log-mel patches) for the representative dataset."""
+def calibration_inputs(
+    calibration, variant, frontend, sample_rate, max_windows, hop_size, *, fast_resample=False
+):
+    """Network inputs (windows or log-mel patches) for the converter's representative dataset.
+
+    Parameters
+    ----------
+    calibration : path-like, sequence of path-like or np.ndarray
+        Audio files/folders (see :func:`calibration_data`), windows
+        ``(n, sample_rate)`` or ``(n, 1, sample_rate)``, or log-mel patches
+        ``(n, n_mels, n_frames, 1)`` (backbone only).
+    variant : {'full', 'backbone'}
+    frontend : FrontendConfig or None
+        The model's front end (turns windows into a backbone's patches).
+    sample_rate : int
+    max_windows : int
+    hop_size : float
+    fast_resample : bool
+
+    Returns
+    -------
+    np.ndarray [shape=(n, 1, sample_rate) or (n, n_mels, n_frames, 1), dtype=float32]
+
+    Raises
+    ------
+    ParameterError
+        No calibration, arrays of the wrong shape, or no windows.
+    """
     from ..frontend import melspectrogram
 
     if calibration is None:
@@ -100,7 +136,11 @@ def calibration_inputs(calibration, variant, frontend, sample_rate, max_windows,
         windows = data[:max_windows]
     else:
         windows = calibration_data(
-            calibration, sample_rate, max_windows=max_windows, hop_size=hop_size
+            calibration,
+            sample_rate,
+            max_windows=max_windows,
+            hop_size=hop_size,
+            fast_resample=fast_resample,
         )
     if len(windows) == 0:
         raise ParameterError("calibration gave no windows.")

@@ -10,7 +10,7 @@ Two variants:
     in. A device (or :class:`~edgel3.export.runtime.LiteRTModel`) computes the
     front end from the constants written to the sidecar JSON.
 
-Four quantizations (PIPELINES.md §6): ``'none'`` (float32), ``'float16'``
+Four quantizations (docs/export.rst): ``'none'`` (float32), ``'float16'``
 (fp16 weights, fp32 compute), ``'dynamic'`` (int8 weights, activations
 quantized on the fly) and ``'int8'`` (full integer, int8 input and output,
 activations calibrated on real audio). The quantized modes export the backbone
@@ -34,9 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_choice, check_hop_size, check_positive_int
 from ..exceptions import EdgeL3Warning, ParameterError
 from ..files import atomic_write
 from ..litert import frontend_to_dict, sidecar_path
+from ..runners import model_sample_rate
 from ..specs import FrontendConfig
 from ..version import __version__
 from .calibration import DEFAULT_CALIBRATION_HOP, DEFAULT_CALIBRATION_WINDOWS, calibration_inputs
@@ -48,6 +50,7 @@ __all__ = [
     "backbone_model",
     "export_model",
     "frontend_description",
+    "load_keras_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -219,12 +222,44 @@ def _convert(network, quantization: str, batch_size, representative, bands: int 
             raise EdgeL3Error(f"LiteRT conversion failed ({quantization}): {exc}") from exc
 
 
-def _resolve(model):
-    from ..core import _resolve_model
+def load_keras_model(model):
+    """The Keras model behind any model value edgel3 accepts, for export and reports.
+
+    Parameters
+    ----------
+    model : str, path-like, keras.Model or ModelReference
+        Anything :func:`edgel3.reference.resolve_model` accepts that is a Keras
+        model: an official name (``'sea-64'``, a file stem), ``'tiny'``, a
+        ``.h5``/``.h5.gz``/``.keras`` file (pruned ``.keras`` files included) or
+        a loaded model.
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    ParameterError
+        For a LiteRT file or model (already exported), another runner, or an
+        unknown name.
+    WeightsError
+        For a model file that does not exist or cannot be loaded.
+    """
+    from ..litert import LiteRTModel
+    from ..reference import resolve_model
+    from ..runners import is_keras_model
 
     if isinstance(model, (str, os.PathLike)) and Path(model).suffix == ".tflite":
         raise ParameterError(f"{model} is already a LiteRT file; export the Keras model instead.")
-    return _resolve_model(model, "sparse", 128, "ft", 95.45)
+    reference = resolve_model(model)
+    loaded = reference.load()
+    if not is_keras_model(loaded):
+        what = "already a LiteRT model" if isinstance(loaded, LiteRTModel) else "not a Keras model"
+        raise ParameterError(
+            f"{reference.name} is {what} ({type(loaded).__name__}); export and memory reports "
+            "of Keras layers need the Keras model."
+        )
+    return loaded
 
 
 def export_model(
@@ -238,13 +273,15 @@ def export_model(
     calibration_hop: float = DEFAULT_CALIBRATION_HOP,
     batch_size: int | None = 1,
     bands: int = 1,
+    fast_resample: bool = False,
 ) -> ExportResult:
     """Export an embedding model to a LiteRT flatbuffer plus a sidecar JSON.
 
     Parameters
     ----------
     model : keras.Model, str or path-like
-        A loaded model, an official model name (``'sea-64'``) or a weight file.
+        A loaded model, an official model name (``'sea-64'``), ``'tiny'`` or a
+        ``.h5``/``.h5.gz``/``.keras`` file (see :func:`load_keras_model`).
     path : path-like
         Output ``.tflite`` file; the JSON description is written next to it
         (``model.tflite`` -> ``model.json``).
@@ -268,6 +305,9 @@ def export_model(
         the other (:mod:`edgel3.export.banded`): same embeddings, a smaller
         LiteRT-Micro arena (SEA-64 int8: 200 -> 100 KiB with 3 bands), a
         slightly larger file. 1: no banding.
+    fast_resample : bool
+        Resample calibration audio with the fast resampler instead of the
+        exact legacy one.
 
     Returns
     -------
@@ -287,14 +327,10 @@ def export_model(
     >>> export_model('sea-64', 'sea64_int8.tflite', quantization='int8',
     ...              calibration='recordings/')                  # doctest: +SKIP
     """
-    if quantization not in QUANTIZATIONS:
-        raise ParameterError(
-            f"quantization must be one of {QUANTIZATIONS}; got quantization={quantization!r}."
-        )
+    check_choice(quantization, QUANTIZATIONS, "quantization")
     if variant is None:
         variant = "full" if quantization == "none" else "backbone"
-    if variant not in VARIANTS:
-        raise ParameterError(f"variant must be one of {VARIANTS}; got variant={variant!r}.")
+    check_choice(variant, VARIANTS, "variant")
     if quantization == "int8" and variant == "full":
         raise ParameterError(
             "quantization='int8' needs variant='backbone': the STFT (RFFT) has no int8 kernel, "
@@ -303,22 +339,19 @@ def export_model(
         )
     if quantization in _FULL_CAVEATS and variant == "full":
         warnings.warn(_FULL_CAVEATS[quantization], EdgeL3Warning, stacklevel=2)
-    if not isinstance(bands, int) or isinstance(bands, bool) or bands < 1:
-        raise ParameterError(f"bands must be a positive int; got bands={bands!r}.")
+    bands = check_positive_int(bands, "bands")
     if bands > 1 and variant != "backbone":
         raise ParameterError(
             f"bands={bands} splits the backbone's first stage: use variant='backbone'."
         )
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ParameterError(f"batch_size must be a positive int or None; got {batch_size!r}.")
-    if not isinstance(calibration_windows, int) or calibration_windows < 1:
-        raise ParameterError(
-            f"calibration_windows must be a positive int; got {calibration_windows!r}."
-        )
-    keras_model = _resolve(model)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    calibration_windows = check_positive_int(calibration_windows, "calibration_windows")
+    calibration_hop = check_hop_size(calibration_hop)
+    keras_model = load_keras_model(model)
     mel = _mel_layer(keras_model)
     frontend = mel.config if mel is not None else None
-    sample_rate = frontend.sample_rate if frontend else int(keras_model.input_shape[-1])
+    sample_rate = model_sample_rate(keras_model)
     if variant == "backbone":
         network, frontend = backbone_model(keras_model)
     else:
@@ -326,7 +359,13 @@ def export_model(
     representative = None
     if quantization == "int8":
         representative = calibration_inputs(
-            calibration, variant, frontend, sample_rate, calibration_windows, calibration_hop
+            calibration,
+            variant,
+            frontend,
+            sample_rate,
+            calibration_windows,
+            calibration_hop,
+            fast_resample=fast_resample,
         )
     if bands > 1:
         from .banded import BandedBackbone

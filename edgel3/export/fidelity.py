@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from ..checks import check_positive_int
 from ..exceptions import ParameterError
 
 __all__ = ["compare_embeddings", "cosine_similarity"]
@@ -51,7 +52,7 @@ def compare_embeddings(reference, candidate, windows, *, batch_size: int = 64) -
     ----------
     reference, candidate : model
         Anything with ``predict_on_batch((b, 1, sr)) -> (b, d)``: a Keras
-        model, a :class:`~edgel3.export.runtime.LiteRTModel`...
+        model, a :class:`~edgel3.litert.LiteRTModel`...
     windows : np.ndarray [shape=(n, sr) or (n, 1, sr)]
         Audio windows at the models' rate.
     batch_size : int
@@ -70,6 +71,7 @@ def compare_embeddings(reference, candidate, windows, *, batch_size: int = 64) -
     ParameterError
         If ``windows`` has the wrong shape or the embeddings differ in size.
     """
+    batch_size = check_positive_int(batch_size, "batch_size")
     windows = np.asarray(windows, dtype=np.float32)
     if windows.ndim == 2:
         windows = windows[:, None, :]

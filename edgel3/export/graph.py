@@ -108,7 +108,7 @@ def frontend_macs(config: FrontendConfig) -> tuple[int, int]:
 
     kapre 0.1.4 computed the STFT as a convolution with ``n_dft``-tap real and
     imaginary kernels, so its cost is ``frames * n_dft * n_bins * 2``
-    (MODELS.md §6: 835.5 M for the 48 kHz model, 52.5 M for SEA); an FFT is
+    (docs/export.rst: 835.5 M for the 48 kHz model, 52.5 M for SEA); an FFT is
     far cheaper, but this is the figure the papers compare.
     """
     stft = config.n_frames * config.n_dft * config.n_bins * 2

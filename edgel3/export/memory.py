@@ -12,7 +12,7 @@ For a Keras model or an exported ``.tflite`` file, :func:`memory_report` gives
   as the LiteRT converter fuses them), three ways: ``sequential`` (the live
   sum, a lower bound), ``arena`` (what LiteRT-Micro's greedy planner
   allocates) and ``inplace`` (with in-place elementwise ops, pools and
-  row-streamed convs); see :mod:`edgel3.export._schedule`;
+  row-streamed convs); see :mod:`edgel3.export.schedule`;
 - a pass/fail table against named (``'cortex-m7'``) or user budgets.
 
 Units: sizes in bytes; ``KiB``/``MiB`` are powers of 1024 (as in MCU
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ParameterError
-from ._graph import Graph, graph_from_keras, graph_from_tflite
-from ._schedule import PRECISIONS, SCHEDULES, arena_size, peak, tensor_bytes
 from .budgets import BUDGETS, Budget, parse_budget, parse_size
+from .graph import Graph, frontend_macs, graph_from_keras, graph_from_tflite
+from .schedule import PRECISIONS, SCHEDULES, arena_size, peak, tensor_bytes
 
 __all__ = [
     "Budget",
@@ -153,7 +153,7 @@ class MemoryReport:
 
     def format(self, *, layers: bool = True) -> str:
         """The text report (see :mod:`edgel3.export.memory` for the conventions)."""
-        from ._report_text import format_report
+        from .report_text import format_report
 
         return format_report(self, layers=layers)
 
@@ -161,48 +161,43 @@ class MemoryReport:
         return self.format()
 
 
+def _tflite_graph(path: Path) -> Graph:
+    """The graph of a ``.tflite`` file, its front end read from the sidecar when there."""
+    from ..litert import frontend_from_dict, read_sidecar
+
+    graph = graph_from_tflite(path.read_bytes(), path.name)
+    info = read_sidecar(path)
+    if info and info.get("frontend"):
+        config = frontend_from_dict(info["frontend"])
+        graph.frontend = config
+        graph.frontend_macs = frontend_macs(config)
+        graph.frontend_constants = config.n_bins * config.n_mels + config.n_dft
+    return graph
+
+
 def _load(model) -> Graph:
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            from ..core import _resolve_model
-            from ..specs import get_spec
-
-            try:
-                get_spec(str(model))
-            except ParameterError:
-                raise ParameterError(
-                    f'memory_report: "{model}" is neither a file nor an official model name.'
-                ) from None
-
-            # An official model name ('sea-64'); weights are found or downloaded as usual.
-            return graph_from_keras(_resolve_model(str(model), "sparse", 128, "ft", 95.45))
-        if path.suffix.lower() == ".tflite":
-            graph = graph_from_tflite(path.read_bytes(), path.name)
-            from ..litert import read_sidecar
-
-            info = read_sidecar(path)
-            if info and info.get("frontend"):
-                from ..litert import frontend_from_dict
-                from ._graph import frontend_macs
-
-                config = frontend_from_dict(info["frontend"])
-                graph.frontend = config
-                graph.frontend_macs = frontend_macs(config)
-                graph.frontend_constants = config.n_bins * config.n_mels + config.n_dft
-            return graph
-        from ..core import load_model_file
-
-        return graph_from_keras(load_model_file(path))
+    """Any value :func:`edgel3.reference.resolve_model` accepts, or bytes -> Graph."""
     if isinstance(model, (bytes, bytearray)):
         return graph_from_tflite(bytes(model))
-    if hasattr(model, "layers") and hasattr(model, "inputs"):
+    from ..reference import resolve_model
+    from ..runners import is_keras_model
+
+    if is_keras_model(model):
         return graph_from_keras(model)
-    raise ParameterError(
-        "memory_report expects a keras.Model, an official model name, a .tflite/.h5/.keras "
-        "path or flatbuffer bytes; "
-        f"got {type(model).__name__}."
-    )
+    reference = resolve_model(model)  # unknown names, missing files, other objects raise here
+    path = reference.path
+    if path is None and reference.kind == "object":
+        path = getattr(model, "path", None)  # a LiteRTModel
+    if path is not None and Path(path).suffix.lower() == ".tflite":
+        return _tflite_graph(Path(path))
+    if reference.kind == "object":
+        raise ParameterError(
+            "memory_report expects a keras.Model, a model name, a .tflite/.h5/.h5.gz/.keras "
+            f"file or flatbuffer bytes; got a {type(model).__name__} runner."
+        )
+    from .convert import load_keras_model
+
+    return graph_from_keras(load_keras_model(reference))
 
 
 def _frontend_info(graph: Graph) -> dict | None:
@@ -229,9 +224,11 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
 
     Parameters
     ----------
-    model : keras.Model, str, path-like or bytes
-        A Keras model, an official model name (``'sea-64'``), a model file
-        (``.tflite``, ``.h5``, ``.h5.gz``, ``.keras``) or a LiteRT flatbuffer.
+    model : keras.Model, str, path-like, LiteRTModel or bytes
+        Anything :func:`edgel3.reference.resolve_model` accepts that has layers
+        to count: a Keras model, a model name (``'sea-64'``, ``'tiny'``), a
+        model file (``.tflite``, ``.h5``, ``.h5.gz``, ``.keras``), a loaded
+        :class:`~edgel3.litert.LiteRTModel`, or a LiteRT flatbuffer.
         A ``.tflite`` export's sidecar JSON (written by
         :func:`~edgel3.export.export_model`) supplies its front end.
     budgets : sequence of str, dict or Budget
@@ -250,11 +247,13 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
     Raises
     ------
     ParameterError
-        For an unsupported model or an invalid budget.
+        For an unknown model name, an unsupported object or an invalid budget.
+    WeightsError
+        For a model file that does not exist or cannot be read.
 
     Examples
     --------
-    >>> from edgel3.models import build_model
+    >>> from edgel3.networks import build_model
     >>> from edgel3.specs import get_spec
     >>> report = memory_report(build_model(get_spec('sea-64')))   # doctest: +SKIP
     >>> report.largest_activation['bytes']['float32']              # doctest: +SKIP

@@ -1,6 +1,6 @@
 """Activation memory of a sequential schedule: liveness, arena placement, in-place execution.
 
-Three figures for the kernels of a :class:`~edgel3.export._graph.Graph` run one
+Three figures for the kernels of a :class:`~edgel3.export.graph.Graph` run one
 after the other (see :mod:`edgel3.export.memory`):
 
 ``sequential``
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._graph import Graph, row_bytes
+from .graph import Graph, row_bytes
 
 #: Bytes per stored parameter and per activation value. LiteRT's float16 models
 #: store fp16 weights but compute (and keep activations) in float32.
