@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,9 @@ import soundfile as sf
 
 from edgel3 import cli, core
 from edgel3.cli import main
+from edgel3.commands import COMMANDS, load_command, module_name
+from edgel3.exceptions import ParameterError
+from edgel3.reference import model_names, resolve_model
 
 from .conftest import SEA64_GZ, WEIGHTS_DIR
 
@@ -44,8 +48,12 @@ def test_cli_defaults_equal_library_defaults():
     assert args.suffix == params["suffix"].default
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["models", "--help"], ["--version"]])
-def test_help_does_not_import_tensorflow(argv):
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], ["models"], ["models", "--json"]]
+    + [[command, "--help"] for command in COMMANDS if command != "embed"],
+)
+def test_help_and_models_do_not_import_tensorflow(argv):
     code = (
         f"import sys; from edgel3.cli import main; rc = main({argv!r}); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF loaded'; "
@@ -54,6 +62,24 @@ def test_help_does_not_import_tensorflow(argv):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "edgel3" in proc.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_is_one_module_of_edgel3_commands(command):
+    module = load_command(command)
+    assert module.__name__ == module_name(command) == "edgel3.commands." + command.replace("-", "_")
+    assert isinstance(module.DESCRIPTION, str) and callable(module.add_arguments)
+    parser = cli.build_parser(command)
+    assert parser.prog == ("edgel3" if command == "embed" else f"edgel3 {command}")
+    assert parser.description == module.DESCRIPTION
+    assert "--debug" in parser.format_help()
+
+
+def test_unknown_command_is_a_parameter_error():
+    with pytest.raises(ParameterError, match="Unknown command 'nope'"):
+        cli.build_parser("nope")
+    # On the command line an unknown first word is an input of the default command.
+    assert main(["nope"]) == 1
 
 
 def test_import_edgel3_does_not_import_tensorflow():
@@ -70,6 +96,7 @@ def test_usage_errors_exit_2(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.shared
 def test_embed_folder_recursively_with_sea(audio_tree, tmp_path, capsys, sea64_weights_dir):
     out = tmp_path / "out"
     rc = main(
@@ -125,6 +152,7 @@ def test_embed_folder_recursively_with_sea(audio_tree, tmp_path, capsys, sea64_w
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.shared
 def test_outputs_next_to_inputs_and_no_centering(audio_tree, sea64_weights_dir):
     assert (
         main(
@@ -144,6 +172,7 @@ def test_outputs_next_to_inputs_and_no_centering(audio_tree, sea64_weights_dir):
     assert data["embedding"].shape == (1, 64)  # 1 s, no centring: one window
 
 
+@pytest.mark.shared
 def test_bad_file_is_reported_and_the_rest_written(audio_tree, tmp_path, capsys, sea64_weights_dir):
     bad = audio_tree / "bad.wav"
     bad.write_bytes(b"RIFF0000WAVEfmt garbage")
@@ -163,13 +192,45 @@ def test_missing_input_is_one_line_error(tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_models_command_lists_all_20(capsys, sea64_weights_dir):
+@pytest.mark.shared
+def test_models_lists_every_name_resolve_model_accepts(capsys, sea64_weights_dir):
+    names = [entry["name"] for entry in model_names()]
+    # Bundled, short and official names, each listed once.
+    assert {"tiny", "sea-64", "sparse-kd-87.0", "edgel3_ft_audio_sparsity_95.45"} <= set(names)
+    assert len(names) == len(set(names)) == 1 + 20 + 20
+
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 21
-    assert any("edgel3_sea_ust_audio_emb_64" in line and str(WEIGHTS_DIR) in line for line in lines)
+    assert lines[0].split()[:2] == ["name", "kind"]
+    assert [line.split()[0] for line in lines[1:]] == names
+    sea64_file = str(WEIGHTS_DIR / "edgel3_sea_ust_audio_emb_64.h5.gz")
+    local = {line.split()[0]: line.split()[-1] for line in lines[1:]}
+    assert local["sea-64"] == local["edgel3_sea_ust_audio_emb_64"] == sea64_file
+    assert local["sea-128"] == "-"  # not in ../shared/weights, not in the (empty) cache
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows] == names
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:
+        # Every listed name is accepted by the resolver, and resolves to the listed model.
+        reference = resolve_model(row["name"])
+        if row["kind"] == "bundled":
+            assert reference.kind == "bundled" and row["local_file"] == str(reference.path)
+        else:
+            assert reference.kind == "official" and reference.source == row["model"]
+            assert row["sample_rate"] == reference.sample_rate
+            assert row["emb_dim"] == reference.embedding_size
+    assert by_name["sea-64"]["model"] == "edgel3_sea_ust_audio_emb_64"
+    assert by_name["sea-64"]["local_file"] == sea64_file
+    assert by_name["sparse-kd-87.0"]["sparsity"] == 87.0
+    assert by_name["sparse-kd-87.0"]["retrain_type"] == "kd"
+    assert by_name["sparse-kd-87.0"]["local_file"] is None
+    tiny = by_name["tiny"]
+    assert tiny["kind"] == "bundled" and (tiny["emb_dim"], tiny["sample_rate"]) == (64, 8000)
 
 
+@pytest.mark.shared
 def test_download_command_fetches_and_verifies(served_weights, capsys):
     from edgel3.weights import cache_dir
 
@@ -187,6 +248,14 @@ def test_download_unknown_name(capsys):
     assert "Unknown model name 'nope'" in capsys.readouterr().err
 
 
+def test_download_bundled_name_needs_no_download(capsys):
+    from edgel3.bundled import TINY_PATH
+
+    assert main(["download", "tiny", "-q"]) == 0
+    assert capsys.readouterr().out.split() == ["ok", "tiny", str(TINY_PATH), "(bundled)"]
+
+
+@pytest.mark.shared
 def test_fast_resample_flag(audio_tree, tmp_path, sea64_weights_dir, capsys):
     exact, fast = tmp_path / "exact", tmp_path / "fast"
     wav = str(audio_tree / "a.wav")  # 16 kHz: resampled to 8 kHz
@@ -194,5 +263,14 @@ def test_fast_resample_flag(audio_tree, tmp_path, sea64_weights_dir, capsys):
     assert main([wav, "--model", "sea-64", "-o", str(fast), "-q", "--fast-resample"]) == 0
     a, b = np.load(exact / "a.npz")["embedding"], np.load(fast / "a.npz")["embedding"]
     assert a.shape == b.shape and not np.array_equal(a, b)  # a different resampler
-    assert main([wav, "--model", "sea-64", "--fast-resample", "--jobs", "2"]) == 2
-    assert "--fast-resample works without the batch options" in capsys.readouterr().err
+
+    # With the batch options too: worker processes use the fast resampler as well.
+    jobs = tmp_path / "jobs"
+    args = [wav, str(audio_tree / "sub"), "--model", "sea-64", "-o", str(jobs), "-q"]
+    assert main([*args, "--fast-resample", "--jobs", "2"]) == 0, capsys.readouterr().err
+    c = np.load(jobs / "a.npz")["embedding"]
+    # Another process may run with another thread count, which changes float32 sums in the
+    # last bits: compare within 1e-5 of the embedding scale, not bit for bit.
+    assert c.shape == b.shape
+    assert np.max(np.abs(c - b)) <= 1e-5 * max(1.0, np.max(np.abs(b)))
+    assert np.max(np.abs(c - a)) > 1e-5 * max(1.0, np.max(np.abs(a)))  # not the exact resampler

@@ -1,14 +1,60 @@
-"""Argument helpers shared by the ``prune``, ``distill`` and ``sea`` commands."""
+"""Argument types and helpers shared by the command modules (imports nothing heavy).
+
+argparse types (:func:`positive_float`, :func:`positive_int`, :func:`float_list`,
+:func:`int_list`, :func:`shard`), the defaults source :func:`signature_defaults`,
+and the model/training helpers of ``prune``, ``distill`` and ``sea``
+(:func:`load_model`, :func:`save_model`, :func:`add_training_arguments`,
+:func:`prepare_training`). Heavy modules are imported inside the helpers only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 
-from ..exceptions import ParameterError
+from ..exceptions import EdgeL3Error, ParameterError
+
+__all__ = [
+    "positive_float",
+    "positive_int",
+    "float_list",
+    "int_list",
+    "shard",
+    "signature_defaults",
+    "load_model",
+    "save_model",
+    "add_training_arguments",
+    "prepare_training",
+]
+
+
+# --------------------------------------------------------------------------- argparse types
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
 
 
 def float_list(text: str) -> list[float]:
-    """``'0,85,85'`` -> ``[0.0, 85.0, 85.0]`` (argparse type)."""
+    """argparse type: ``'0,85,85'`` -> ``[0.0, 85.0, 85.0]``."""
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -18,7 +64,7 @@ def float_list(text: str) -> list[float]:
 
 
 def int_list(text: str) -> list[int]:
-    """``'32,32,64'`` -> ``[32, 32, 64]`` (argparse type)."""
+    """argparse type: ``'32,32,64'`` -> ``[32, 32, 64]``."""
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -27,17 +73,75 @@ def int_list(text: str) -> list[int]:
         ) from None
 
 
-def load_model(text: str):
-    """Load a model by name (``'sea-64'``, ``'tiny'``) or file, masked layers included."""
-    from ..core import _resolve_model
-    from . import pruning  # noqa: F401  (registers MaskedConv2D for .keras files)
+def shard(text: str) -> tuple[int, int]:
+    """argparse type: ``'I/N'`` -> ``(I, N)`` (:func:`edgel3.batch.parse_shard`)."""
+    from ..batch import parse_shard
 
-    return _resolve_model(text, "sparse", 128, "ft", 95.45)
+    try:
+        return parse_shard(text)
+    except EdgeL3Error as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def signature_defaults(func) -> dict:
+    """Keyword defaults of ``func``: the single source of a command's defaults.
+
+    Parameters
+    ----------
+    func : callable
+
+    Returns
+    -------
+    dict
+        Parameter name -> default, for the parameters that have one.
+    """
+    return {
+        name: p.default
+        for name, p in inspect.signature(func).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+# --------------------------------------------------------------------------- models
+
+
+def load_model(text: str):
+    """Load a model by name (``'sea-64'``, ``'tiny'``) or file, masked layers included.
+
+    Parameters
+    ----------
+    text : str
+        Any name or file :func:`edgel3.reference.resolve_model` accepts.
+
+    Returns
+    -------
+    keras.Model or runner
+    """
+    from ..reference import resolve_model
+
+    return resolve_model(text).load()
 
 
 def save_model(model, path: str) -> str:
-    """Save as ``.keras``, or in the legacy layout for ``.h5``/``.h5.gz`` (masks baked in)."""
-    from .pruning import strip_masks
+    """Save as ``.keras``, or in the legacy layout for ``.h5``/``.h5.gz`` (masks baked in).
+
+    Parameters
+    ----------
+    model : keras.Model
+    path : str
+        Ends in ``.keras``, ``.h5`` or ``.h5.gz``.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        For any other suffix.
+    """
+    from ..compress.pruning import strip_masks
 
     if path.endswith(".keras"):
         model.save(path)
@@ -48,6 +152,9 @@ def save_model(model, path: str) -> str:
     else:
         raise ParameterError(f"Output must end in .keras, .h5 or .h5.gz; got {path!r}.")
     return path
+
+
+# --------------------------------------------------------------------------- training
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,13 +192,35 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true")
 
 
-def prepare_training(args, emb_dim: int):
-    """(windows, student, distill options) from parsed ``distill``/``sea`` arguments."""
+def prepare_training(args: argparse.Namespace, emb_dim: int):
+    """The teacher, windows, student and distillation options of parsed ``distill``/``sea`` args.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed with :func:`add_training_arguments`.
+    emb_dim : int
+        Embedding size of a student built from a family name.
+
+    Returns
+    -------
+    teacher : edgel3.compress.data.Teacher
+    data : edgel3.compress.data.WindowSet
+        Windows ``(n, sr)`` at the teacher's rate.
+    student : keras.Model
+    options : dict
+        Keyword arguments of :func:`edgel3.compress.distill.distill`.
+
+    Raises
+    ------
+    ParameterError
+        When ``--student`` is neither a family nor an existing file.
+    """
     import os
 
-    from .augment import Augmenter
-    from .data import as_teacher, load_windows
-    from .students import FAMILIES, build_student
+    from ..compress.augment import Augmenter
+    from ..compress.data import as_teacher, load_windows
+    from ..compress.students import FAMILIES, build_student
 
     teacher = as_teacher(args.teacher)
     if args.student in FAMILIES:

@@ -1,8 +1,16 @@
-"""``edgel3 distill``: knowledge distillation of a teacher into a student on audio folders."""
+"""``edgel3 distill``: knowledge distillation of a teacher into a student on audio folders.
+
+A command module of :mod:`edgel3.cli` (see :mod:`edgel3.commands`); TensorFlow loads
+inside :func:`run` only.
+"""
 
 from __future__ import annotations
 
-from ._cli import add_training_arguments
+import argparse
+
+from .common import add_training_arguments
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
 
 DESCRIPTION = (
     "Distil a teacher (official model, 'tiny', or a model file) into a student "
@@ -11,15 +19,17 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``distill`` options to ``parser``."""
     add_training_arguments(parser)
     parser.add_argument("--emb-dim", type=int, default=None, help="default: the teacher's")
 
 
-def run(args) -> int:
-    from ._cli import prepare_training, save_model
-    from .data import as_teacher
-    from .distill import distill
+def run(args: argparse.Namespace) -> int:
+    """Distil the teacher into the student and save it; returns 0."""
+    from ..compress.data import as_teacher
+    from ..compress.distill import distill
+    from .common import prepare_training, save_model
 
     emb_dim = args.emb_dim
     if emb_dim is None:

@@ -1,16 +1,16 @@
 """``edgel3 evaluate``: cross-validated downstream accuracy of an embedding model.
 
-A plugin of :mod:`edgel3.cli`; TensorFlow and scikit-learn load inside
-:func:`run` only, so ``edgel3 evaluate --help`` stays light.
+A command module of :mod:`edgel3.cli` (see :mod:`edgel3.commands`); TensorFlow and
+scikit-learn load inside :func:`run` only, so ``edgel3 evaluate --help`` stays light.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .._argtypes import positive_float, positive_int, signature_defaults
+from .common import positive_float, positive_int, signature_defaults
 
-__all__ = ["DESCRIPTION", "add_arguments", "run", "CLASSIFIER_NAMES"]
+__all__ = ["DESCRIPTION", "add_arguments", "run", "defaults", "CLASSIFIER_NAMES"]
 
 #: ``--classifier`` choices (equal to :data:`edgel3.evaluate.classifiers.CLASSIFIERS`,
 #: repeated here so that ``--help`` does not import scikit-learn).
@@ -24,18 +24,18 @@ DESCRIPTION = (
 )
 
 
-def _defaults() -> dict:
+def defaults() -> dict:
     """Defaults of :func:`edgel3.evaluate.evaluate` (the CLI's single source)."""
-    from .api import evaluate
+    from ..evaluate.api import evaluate
 
     return signature_defaults(evaluate)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``evaluate`` options to ``parser``."""
-    from .datasets import LAYOUTS
+    from ..evaluate.datasets import LAYOUTS
 
-    d = _defaults()
+    d = defaults()
     parser.add_argument("audio_dir", help="folder with the audio clips (or the dataset root)")
     parser.add_argument(
         "--metadata",
@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=d["model"],
-        help="official model name (e.g. sea-64; see 'edgel3 models') or a weight file "
-        "(.h5, .h5.gz, .keras); default: get_embedding's default model",
+        help="a model name (tiny, sea-64, ...; see 'edgel3 models') or a model file "
+        "(.h5, .h5.gz, .keras, .tflite); default: get_embedding's default model",
     )
     parser.add_argument(
         "--classifier",
@@ -123,9 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one evaluation and print its summary; returns 0."""
-    from .api import evaluate
-    from .datasets import load_dataset
-    from .report import format_summary
+    from ..evaluate.api import evaluate
+    from ..evaluate.datasets import load_dataset
+    from ..evaluate.report import format_summary
 
     dataset = load_dataset(
         args.audio_dir,

@@ -1,15 +1,23 @@
 """``edgel3 export``: a model to a LiteRT flatbuffer, with an optional check and report.
 
-A plugin of :mod:`edgel3.cli`; TensorFlow loads inside :func:`run` only.
+A command module of :mod:`edgel3.cli` (see :mod:`edgel3.commands`); TensorFlow loads
+inside :func:`run` only.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .._argtypes import positive_float, positive_int, signature_defaults
+from .common import positive_float, positive_int, signature_defaults
 
-__all__ = ["DESCRIPTION", "add_arguments", "run", "QUANTIZATION_NAMES", "VARIANT_NAMES"]
+__all__ = [
+    "DESCRIPTION",
+    "add_arguments",
+    "run",
+    "defaults",
+    "QUANTIZATION_NAMES",
+    "VARIANT_NAMES",
+]
 
 #: Equal to :data:`edgel3.export.convert.QUANTIZATIONS` / ``VARIANTS`` (a test checks),
 #: repeated so that ``--help`` does not import the converter.
@@ -24,17 +32,19 @@ DESCRIPTION = (
 )
 
 
-def _defaults() -> dict:
+def defaults() -> dict:
     """Defaults of :func:`edgel3.export.export_model` (the CLI's single source)."""
-    from .convert import export_model
+    from ..export.convert import export_model
 
     return signature_defaults(export_model)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``export`` options to ``parser``."""
-    d = _defaults()
-    parser.add_argument("model", help="official model name (e.g. sea-64), .h5/.h5.gz or .keras")
+    d = defaults()
+    parser.add_argument(
+        "model", help="a model name (tiny, sea-64, ...; see 'edgel3 models'), .h5/.h5.gz or .keras"
+    )
     parser.add_argument("output", help="the .tflite file to write (OUTPUT.json goes beside it)")
     parser.add_argument(
         "-q",
@@ -110,12 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then optionally check fidelity and print the memory report."""
-    from .calibration import calibration_data
-    from .convert import _resolve, export_model
+    from ..export.calibration import calibration_data
+    from ..export.convert import export_model
 
-    model = _resolve(args.model)
     result = export_model(
-        model,
+        args.model,
         args.output,
         quantization=args.quantization,
         variant=args.variant,
@@ -135,9 +144,11 @@ def run(args: argparse.Namespace) -> int:
         + f") and {result.sidecar}"
     )
     if args.check:
+        from ..export.fidelity import compare_embeddings
         from ..litert import LiteRTModel
-        from .fidelity import compare_embeddings
+        from ..reference import resolve_model
 
+        model = resolve_model(args.model).load()  # cached: the model export_model loaded
         exported = LiteRTModel(result.path)
         windows = calibration_data(args.check, exported.sample_rate, max_windows=args.check_windows)
         stats = compare_embeddings(model, exported, windows)
@@ -149,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             f"LiteRT {stats['windows_per_s_candidate']:.1f}"
         )
     if args.report:
-        from .memory import memory_report
+        from ..export.memory import memory_report
 
         budgets = args.budget or ["cortex-m7"]
         print(memory_report(result.path, budgets=budgets).format(layers=False))

@@ -1,7 +1,8 @@
 """``edgel3 memory-report``: sizes, MACs and activation memory against device budgets.
 
-A plugin of :mod:`edgel3.cli`. A ``.tflite`` file is read without TensorFlow;
-Keras models (official names, weight files) load it inside :func:`run`.
+A command module of :mod:`edgel3.cli` (see :mod:`edgel3.commands`). A ``.tflite``
+file is read without TensorFlow; Keras models (official names, weight files) load
+it inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``memory-report`` options to ``parser``."""
     parser.add_argument(
-        "model", help="official model name (e.g. sea-64), .h5/.h5.gz, .keras or .tflite file"
+        "model",
+        help="a model name (tiny, sea-64, ...; see 'edgel3 models'), .h5/.h5.gz, .keras or "
+        ".tflite file",
     )
     parser.add_argument(
         "--budget",
@@ -52,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report (and write JSON); 3 with --fail-over-budget if a check fails."""
-    from .memory import memory_report, parse_budget
+    from ..export.memory import memory_report, parse_budget
 
     budgets = [] if args.no_budget else [parse_budget(b) for b in (args.budget or ["cortex-m7"])]
     model = args.model

@@ -1,10 +1,17 @@
-"""``edgel3 prune``: magnitude pruning, filter/depth reduction and sensitivity sweeps."""
+"""``edgel3 prune``: magnitude pruning, filter/depth reduction and sensitivity sweeps.
+
+A command module of :mod:`edgel3.cli` (see :mod:`edgel3.commands`); TensorFlow loads
+inside :func:`run` only.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 
-from ._cli import float_list, int_list
+from .common import float_list, int_list
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "parse_plan"]
 
 DESCRIPTION = (
     "Compress an edgel3 model: per-layer magnitude pruning to a plan (official plans "
@@ -13,7 +20,8 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``prune`` options to ``parser``."""
     parser.add_argument("model", help="official name (sea-64, ...), 'tiny' or a model file")
     parser.add_argument("-o", "--output", help="output model (.keras, or .h5/.h5.gz legacy)")
     parser.add_argument(
@@ -34,24 +42,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def _plan(text: str):
-    from .pruning import PLANS, _plan_key
+def parse_plan(text: str) -> str | list[float]:
+    """``--plan``: comma-separated per-conv sparsities -> a list; else the plan name as given.
 
-    return text if _plan_key(text) in PLANS or "," not in text else float_list(text)
+    A plan name (``'95.45'``, ``'87'``) never contains a comma, so it is left for
+    :func:`edgel3.compress.pruning.prune_model` to look up (and reject if unknown).
+    """
+    return float_list(text) if "," in text else text
 
 
-def run(args) -> int:
-    from ..core import model_sample_rate
+def run(args: argparse.Namespace) -> int:
+    """Prune (or sweep) and print the report; returns 0."""
+    from ..compress import filters, pruning
     from ..exceptions import ParameterError
-    from . import filters, pruning
-    from ._cli import load_model, save_model
+    from ..runners import model_sample_rate
+    from .common import load_model, save_model
 
     model = load_model(args.model)
     if args.sensitivity:
         import numpy as np
 
-        from .data import load_windows
-        from .sensitivity import sensitivity_sweep
+        from ..compress.data import load_windows
+        from ..compress.sensitivity import sensitivity_sweep
 
         data = load_windows(args.sensitivity, model_sample_rate(model))
         rows = np.linspace(0, len(data) - 1, min(args.max_windows, len(data))).astype(int)
@@ -70,7 +82,7 @@ def run(args) -> int:
         model, _ = filters.prune_filters(model, args.filters)
     report = pruning.sparsity_report(model)
     if args.plan:
-        model, report = pruning.prune_model(model, _plan(args.plan))
+        model, report = pruning.prune_model(model, parse_plan(args.plan))
     save_model(model, args.output)
     if args.json:
         rows = [

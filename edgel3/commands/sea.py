@@ -1,8 +1,16 @@
-"""``edgel3 sea``: Specialized Embedding Approximation on audio folders."""
+"""``edgel3 sea``: Specialized Embedding Approximation on audio folders.
+
+A command module of :mod:`edgel3.cli` (see :mod:`edgel3.commands`); TensorFlow loads
+inside :func:`run` only.
+"""
 
 from __future__ import annotations
 
-from ._cli import add_training_arguments
+import argparse
+
+from .common import add_training_arguments
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
 
 DESCRIPTION = (
     "SEA: fit StandardScaler + PCA(d) on a sample (random, relevance, diversity k-DPP, "
@@ -11,8 +19,9 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(parser) -> None:
-    from .sea import SAMPLINGS
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sea`` options to ``parser``."""
+    from ..compress.sea import SAMPLINGS
 
     add_training_arguments(parser)
     parser.add_argument("--dim", type=int, default=64, help="PCA dimension d (default: 64)")
@@ -20,9 +29,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-samples", type=int, default=None, help="points used to fit PCA")
 
 
-def run(args) -> int:
-    from ._cli import prepare_training, save_model
-    from .sea import SEAProjection, sea_distill
+def run(args: argparse.Namespace) -> int:
+    """Fit the projection, train the student, save both; returns 0."""
+    from ..compress.sea import SEAProjection, sea_distill
+    from .common import prepare_training, save_model
 
     teacher, data, student, options = prepare_training(args, args.dim)
     projection = SEAProjection(

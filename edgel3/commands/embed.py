@@ -1,0 +1,253 @@
+"""``edgel3 [embed] INPUT...``: embeddings of audio files, saved as ``.npz`` or Parquet.
+
+Keeps every option of edgel3 0.2.1 (``sea`` models too) and adds recursion,
+``--batch-size``, ``--overwrite``, ``--model``, ``--fast-resample``, progress bars,
+and batch extraction (``--jobs``, ``--manifest``, ``--shard``, ``--format parquet``,
+``--engine ray``; see docs/scale.rst). Without a batch option the files are
+embedded in this process by :func:`edgel3.core.process_files`; with one, by
+:mod:`edgel3.batch` (worker processes or Ray). Defaults are
+:func:`edgel3.core.process_file`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..specs import EMB_DIMS, MODEL_TYPES, RETRAIN_TYPES, SPARSITIES
+from ..version import __version__
+from . import COMMANDS
+from .common import positive_float, positive_int, shard, signature_defaults
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "defaults"]
+
+DESCRIPTION = (
+    "Compute edgel3 embeddings of audio files and save them as .npz "
+    "(arrays 'embedding' and 'timestamps'). Other commands (each with --help): "
+    + ", ".join(f"'edgel3 {name}'" for name in COMMANDS if name != "embed")
+    + "."
+)
+
+
+def defaults() -> dict:
+    """Defaults of :func:`edgel3.core.process_file`, the single source for this command's."""
+    from ..core import process_file
+
+    return signature_defaults(process_file)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``embed`` options to ``parser``."""
+    d = defaults()
+    parser.add_argument(
+        "inputs", nargs="*", help="audio files and/or directories (optional with --manifest)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        default=d["output_dir"],
+        help="directory for the .npz files (default: next to each input)",
+    )
+    parser.add_argument(
+        "-x",
+        "--suffix",
+        default=d["suffix"],
+        help="string appended to output names: NAME_SUFFIX.npz",
+    )
+    parser.add_argument(
+        "--model-type",
+        choices=MODEL_TYPES,
+        default=d["model_type"],
+        help="model family (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--emb-dim",
+        type=int,
+        choices=EMB_DIMS,
+        default=d["emb_dim"],
+        help="embedding size of 'sea' models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retrain-type",
+        choices=RETRAIN_TYPES,
+        default=d["retrain_type"],
+        help="retraining of 'sparse' models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model-sparsity",
+        type=float,
+        choices=SPARSITIES,
+        default=d["sparsity"],
+        help="sparsity of 'sparse' models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        default=d["model"],
+        help="a model name (see 'edgel3 models': tiny, sea-64, official file stems) or a "
+        "model file (.h5, .h5.gz, .keras, .tflite); overrides the four options above",
+    )
+    parser.add_argument(
+        "--no-centering",
+        action="store_true",
+        help="do not pad half a window at the start (timestamps = window starts)",
+    )
+    parser.add_argument(
+        "--hop-size",
+        type=positive_float,
+        default=d["hop_size"],
+        help="hop between windows in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=d["batch_size"],
+        help="windows per forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute files whose output already exists (default: skip them)",
+    )
+    parser.add_argument(
+        "--fast-resample",
+        action="store_true",
+        help="resample with soxr/polyphase instead of the exact legacy resampler: much faster, "
+        "but embeddings differ from the official pipeline (see docs/performance.rst)",
+    )
+    parser.add_argument(
+        "--no-recursive", action="store_true", help="do not descend into subdirectories"
+    )
+    _add_batch_arguments(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--version", action="version", version=f"edgel3 {__version__}")
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of batch extraction (:mod:`edgel3.batch`; docs/scale.rst)."""
+    group = parser.add_argument_group("many files (see docs/scale.rst)")
+    group.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="list of input files: .txt (one path per line) or .csv (column 'path'); "
+        "relative paths are relative to FILE's folder",
+    )
+    group.add_argument(
+        "-j",
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="worker processes, each loading the model once (default: 1, in this process); "
+        "with --engine ray, model actors (default: one per CPU of the cluster)",
+    )
+    group.add_argument(
+        "--format",
+        choices=("npz", "parquet"),
+        default=None,
+        help="one .npz per file, or a Parquet dataset in -o DIR (one row per window: path, "
+        "timestamp, embedding, model) (default: npz; parquet with --engine ray)",
+    )
+    group.add_argument(
+        "--shard",
+        type=shard,
+        metavar="I/N",
+        help="embed only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4), chosen by a "
+        "hash of each path: the N shards cover every file exactly once",
+    )
+    group.add_argument(
+        "--errors-file",
+        metavar="FILE",
+        help="append failed files to FILE (JSON lines: path, error, run, time)",
+    )
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="'ray': a Ray Data pipeline on a local Ray instance or a cluster "
+        "(pip install edgel3[ray]) (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join ('auto', 'ray://head:10001'); default: $RAY_ADDRESS or "
+        "a new local instance",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Embed the files; returns 0, 1 if any file failed, 2 for a usage error."""
+    from ..batch import gather_inputs
+    from ..core import process_files
+
+    if not args.inputs and not args.manifest:
+        print("edgel3: error: give audio files/directories or --manifest FILE.", file=sys.stderr)
+        return 2
+    if args.ray_address and args.engine != "ray":
+        print("edgel3: error: --ray-address needs --engine ray.", file=sys.stderr)
+        return 2
+    files = gather_inputs(args.inputs, manifest=args.manifest, recursive=not args.no_recursive)
+    if not files:
+        print("edgel3: no audio files found in the given inputs.", file=sys.stderr)
+        return 1
+    options = dict(
+        output_dir=args.output_dir,
+        model=args.model,
+        model_type=args.model_type,
+        emb_dim=args.emb_dim,
+        retrain_type=args.retrain_type,
+        sparsity=args.model_sparsity,
+        center=not args.no_centering,
+        hop_size=args.hop_size,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        fast_resample=args.fast_resample,
+        progress=not args.quiet,
+    )
+    batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
+    if args.engine == "local" and all(option is None for option in batch):
+        # No batch option: 0.2.1's behaviour (only .npz files, existing outputs skipped).
+        return _report(process_files(files, suffix=args.suffix, **options), args.quiet)
+    options.update(shard=args.shard, errors_file=args.errors_file)
+    if args.engine == "ray":
+        from ..batch import embed_files_ray
+
+        summary = embed_files_ray(
+            files,
+            address=args.ray_address,
+            concurrency=args.jobs,
+            output_format=args.format or "parquet",
+            **options,
+        )
+    else:
+        from ..batch import embed_files
+
+        summary = embed_files(
+            files,
+            suffix=args.suffix,
+            jobs=args.jobs or 1,
+            output_format=args.format or "npz",
+            **options,
+        )
+    return _report(summary.results, args.quiet, summary)
+
+
+def _report(results, quiet: bool, summary=None) -> int:
+    """Print failures (stderr) and the counts; the exit status (1 if any file failed)."""
+    counts = {
+        status: sum(r.status == status for r in results)
+        for status in ("written", "skipped", "failed")
+    }
+    for result in results:
+        if result.status == "failed":
+            print(f"edgel3: failed: {result.path}: {result.error}", file=sys.stderr)
+    if not quiet:
+        print(
+            f"{counts['written']} written, {counts['skipped']} skipped (output exists; "
+            f"use --overwrite), {counts['failed']} failed, of {len(results)} files."
+        )
+        if summary is not None and counts["written"]:
+            print(
+                f"{summary.files_per_second:.2f} files/s, "
+                f"{summary.audio_seconds_per_second:.1f} audio-seconds/s "
+                f"({summary.seconds:.1f} s in all)."
+            )
+    return 1 if counts["failed"] else 0
