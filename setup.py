@@ -40,6 +40,7 @@ setup(
         "ray": ["ray[data]>=2.10", "pyarrow>=14"],  # 2.10: from_items(override_num_blocks=)
         "test": [
             "pytest>=7",
+            "hypothesis>=6.80",  # property tests: every embedding path agrees
             "ruff>=0.6",
             "scikit-learn>=1.3",
             "matplotlib>=3.7",

@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 SHARED = Path(os.environ.get("EDGEL3_SHARED_DIR", ROOT.parent / "shared"))
 WEIGHTS_DIR = Path(os.environ.get("EDGEL3_WEIGHTS_DIR", SHARED / "weights"))
 SEA64_FILE = WEIGHTS_DIR / "edgel3_sea_ust_audio_emb_64.h5.gz"
-PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # MODELS.md §4
+PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # docs/models.rst §4
 
 #: edgel3 0.2.1 on this machine class (issue 3).
 ORIGINAL = {
@@ -107,9 +107,9 @@ def count_macs(model) -> dict:
     FFT's real-arithmetic flops (~2.5 N log2 N per real frame) and, for
     reference, the original's convolutional STFT (2 kernels of n_dft x bins).
     """
-    from edgel3.sparse import _parse
+    from edgel3.sparse_kernels import parse_model
 
-    mel, _, convs = _parse(model)
+    mel, _, convs = parse_model(model)
     cfg = mel.config
     height, width = cfg.n_mels, cfg.n_frames
     dense = sparse = 0
@@ -143,7 +143,7 @@ def make_model_files(folder: Path) -> dict:
     import keras
 
     from edgel3.legacy_h5 import save_legacy_h5
-    from edgel3.models import build_model
+    from edgel3.networks import build_model
     from edgel3.specs import get_spec
 
     keras.utils.set_random_seed(0)
@@ -154,7 +154,7 @@ def make_model_files(folder: Path) -> dict:
     ):
         model = build_model(get_spec(name))
         if plan is not None:
-            prune(model, plan)
+            model = prune(model, plan)  # prune_model returns a pruned copy
         path = folder / f"{model.name}.h5"
         save_legacy_h5(model, path, compress=False)
         paths[key] = str(path)
@@ -196,6 +196,14 @@ def _split_model(model):
     return tf.function(mel.call), keras.Model(inputs, x)
 
 
+def _window_batches(audio, sr: int, hop_size: float, batch_size: int) -> list:
+    """The float32 batches the pipeline feeds a model (centred windows of native-rate audio)."""
+    from edgel3.pipeline import WindowPipeline, batches
+
+    pipeline = WindowPipeline(sr, sr, hop_size=hop_size, center=True, n_frames=len(audio))
+    return [b.copy() for b in batches(pipeline.run(audio), batch_size)]
+
+
 def _frontend_only(front_fn, batches, chunk: int = 8) -> None:
     """Run the mel layer alone over the batches, 8 windows at a time (bounded memory)."""
     for batch in batches:
@@ -206,10 +214,10 @@ def _frontend_only(front_fn, batches, chunk: int = 8) -> None:
 def case_model(params: dict) -> dict:
     """Model-only throughput on native-rate arrays."""
     import edgel3
-    from edgel3 import core, sparse
+    from edgel3 import core, runners, sparse
 
     model = core.load_model_file(params["path"])
-    sr = core.model_sample_rate(model)
+    sr = runners.model_sample_rate(model)
     seconds = params["seconds"]
     audio = np.random.default_rng(1).normal(scale=0.1, size=int(seconds * sr))
     mode = params.get("mode", "auto")
@@ -224,11 +232,9 @@ def case_model(params: dict) -> dict:
     executor = sparse.sparse_executor(model) if n >= sparse.MIN_WINDOWS else None
     # Frontend alone on the same windows, then the network = the rest.
     front_fn, network = _split_model(model)
-    batches = [
-        b.copy() for b in core._window_batches([audio], sr, 0.1, True, core.DEFAULT_BATCH_SIZE)
-    ]
+    batches = _window_batches(audio, sr, 0.1, core.DEFAULT_BATCH_SIZE)
     t_front = best_time(lambda: _frontend_only(front_fn, batches), 2)
-    t_frame = best_time(lambda: list(core._window_batches([audio], sr, 0.1, True, 64)), 2)
+    t_frame = best_time(lambda: _window_batches(audio, sr, 0.1, 64), 2)
     macs = count_macs(model)
     executed = macs["conv_nonzero"] if executor is not None else macs["conv_dense"]
     result = {
@@ -259,10 +265,10 @@ def case_model(params: dict) -> dict:
 
 def case_file(params: dict) -> dict:
     """End to end on a 44.1 kHz file with process_file (streamed when >= 60 s)."""
-    from edgel3 import core, files, frontend
+    from edgel3 import core, files, frontend, runners
 
     model = core.load_model_file(params["path"])
-    sr = core.model_sample_rate(model)
+    sr = runners.model_sample_rate(model)
     path = params["file"]
     out = tempfile.mkdtemp()
 
@@ -278,7 +284,7 @@ def case_file(params: dict) -> dict:
     t_res = best_time(lambda: frontend.resample(mono, file_sr, sr), 1)
     resampled = frontend.resample(mono, file_sr, sr)
     front_fn, _ = _split_model(model)
-    batches = [b.copy() for b in core._window_batches([resampled], sr, params["hop"], True, 64)]
+    batches = _window_batches(resampled, sr, params["hop"], 64)
     t_front = best_time(lambda: _frontend_only(front_fn, batches), 1)
     n = sum(len(b) for b in batches)
     seconds = len(mono) / file_sr

@@ -9,24 +9,36 @@ via :meth:`edgel3.reference.ModelReference.runner`) embeds the batches.
   across signals);
 * :func:`embed_path` -- one file, read whole, or block by block when it is at
   least :data:`STREAM_MIN_SECONDS` long (flat memory, same numbers);
-* :class:`EmbeddingStream` -- live audio pushed in chunks.
+* :class:`EmbeddingStream` -- live audio pushed in chunks;
+* :func:`file_windows` -- the windows of a file without a model (calibration,
+  distillation corpora).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 
 from . import frontend
-from .checks import check_audio, check_hop_size, check_positive_int, check_sample_rate
+from .checks import (
+    SHORT_WARNING,
+    check_audio,
+    check_flag,
+    check_hop_size,
+    check_positive_int,
+    check_sample_rate,
+)
 from .exceptions import AudioError, EdgeL3Error
 from .files import audio_info, read_audio, read_blocks
 from .pipeline import WindowPipeline, batches
 
 __all__ = [
     "run_batches",
+    "file_windows",
     "embed_signals",
     "embed_path",
     "EmbeddingStream",
@@ -241,8 +253,8 @@ class EmbeddingStream:
 
     A window is emitted as soon as its last input sample has arrived, plus,
     when the input is resampled exactly, the filter's reach
-    (:attr:`latency` input samples: 4,096 at 44.1 kHz -> 8 kHz, 64 at
-    44.1 -> 48 kHz; see ``docs/pipeline.rst``).
+    (:attr:`latency` input samples: 357 = 8.1 ms at 44.1 kHz -> 8 kHz,
+    65 = 1.5 ms at 44.1 -> 48 kHz; table in ``docs/pipeline.rst``).
 
     Parameters
     ----------
@@ -286,7 +298,6 @@ class EmbeddingStream:
         retrain_type="ft",
         sparsity=95.45,
     ):
-        from .checks import check_flag
         from .reference import resolve_model
 
         self.sr = check_sample_rate(sr)
@@ -361,3 +372,67 @@ class EmbeddingStream:
             raise AudioError("This EmbeddingStream is already closed.")
         self._closed = True
         return self._embed(self._pipeline.close())
+
+
+def file_windows(
+    path: str | os.PathLike,
+    sr: int,
+    *,
+    hop_size: float,
+    center: bool,
+    max_windows: int | None = None,
+    fast_resample: bool = False,
+) -> tuple[np.ndarray, bool]:
+    """The 1-s windows of one audio file, at most ``max_windows`` of them, evenly spread.
+
+    Parameters
+    ----------
+    path : path-like
+    sr : int
+        Rate of the windows (Hz).
+    hop_size : float
+    center : bool
+    max_windows : int, optional
+    fast_resample : bool
+
+    Returns
+    -------
+    windows : np.ndarray [shape=(k, sr), dtype=float32]
+        ``k = min(n, max_windows)`` of the file's ``n`` windows, rows
+        ``linspace(0, n - 1, k).round()``.
+    short : bool
+        Whether the file is shorter than one window (it was zero-padded).
+
+    Raises
+    ------
+    AudioError
+        Unreadable, empty or non-finite audio.
+    """
+    hop_size = check_hop_size(hop_size)
+    center = check_flag(center, "center")
+    fast_resample = check_flag(fast_resample, "fast_resample")
+    audio, rate = read_audio(path)
+    signal = check_audio(audio, f'"{path}"')
+    pipeline = WindowPipeline(
+        rate,
+        sr,
+        hop_size=hop_size,
+        center=center,
+        fast_resample=fast_resample,
+        n_frames=len(signal),
+    )
+    total = pipeline.n_windows
+    rows = np.arange(total)
+    if max_windows is not None and total > max_windows:
+        rows = np.linspace(0, total - 1, max_windows).round().astype(int)
+    windows = np.empty((len(rows), sr), dtype=np.float32)
+    start = 0
+    with warnings.catch_warnings():
+        # A corpus loader reports short files once (load_windows), not per file.
+        warnings.filterwarnings("ignore", message=re.escape(SHORT_WARNING))
+        for block in pipeline.run(signal):
+            lo, hi = np.searchsorted(rows, [start, start + len(block)])
+            windows[lo:hi] = block[rows[lo:hi] - start]
+            start += len(block)
+    short = len(signal) < rate
+    return windows, short

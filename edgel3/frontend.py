@@ -1,7 +1,7 @@
 """NumPy front end: downmix, legacy resampling, 1-second framing, kapre mel spectrogram.
 
 Everything here reproduces the input pipeline the official edgel3 0.2.1 weights
-expect (``../shared/docs/FRONTEND.md``):
+expect (``docs/frontend.rst``):
 
 1. :func:`downmix` -- channel mean in float64;
 2. :func:`resample_legacy` -- resampy < 0.3 ``kaiser_best``, bit for bit;
@@ -167,7 +167,7 @@ def n_windows(n_samples: int, sr: int, hop_len: int, center: bool) -> int:
 
 
 def _padded_signal(audio: np.ndarray, sr: int, hop_len: int, center: bool) -> np.ndarray:
-    """Front (centring) and end zero padding, FRONTEND.md §3 steps 2-3."""
+    """Front (centring) and end zero padding, docs/frontend.rst §3 steps 2-3."""
     front = int(sr / 2) if center else 0
     length = audio.shape[0] + front
     if length < sr:

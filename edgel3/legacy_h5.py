@@ -4,7 +4,7 @@ The container is parsed with h5py alone: no TensorFlow or Keras is imported,
 and the stored ``model_config`` is parsed as JSON, never deserialised into
 Keras objects. :func:`infer_spec` derives the architecture from a file, so
 user-made models of the same families load like official ones
-(MODELS.md §3).
+(docs/models.rst §3).
 """
 
 from __future__ import annotations

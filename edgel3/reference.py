@@ -113,6 +113,16 @@ class ModelReference:
         return f"{type(model).__name__}@{id(model):x}"
 
     @property
+    def stable_id(self) -> bool:
+        """Whether :attr:`model_id` names the same model in every process and run.
+
+        False only for a runner object with neither a ``model_id`` attribute nor a
+        model file: its identity is then its memory address, which must not key a
+        cache on disk.
+        """
+        return not self.model_id.endswith(f"@{id(self.source):x}")
+
+    @property
     def name(self) -> str:
         """A short human name (the official stem, bundled name, file name or model name)."""
         if self.kind in ("official", "bundled"):
@@ -254,7 +264,11 @@ def resolve_model(
         if isinstance(model, str) and text in BUNDLED:
             return ModelReference("bundled", text)
         if os.path.isfile(text):
-            return ModelReference("file", os.path.abspath(text))
+            path = Path(text).resolve()
+            for name, bundled in BUNDLED.items():  # the same model by name or by path
+                if path == Path(bundled).resolve():
+                    return ModelReference("bundled", name)
+            return ModelReference("file", str(path))
         try:
             return ModelReference("official", get_spec(text).name)
         except ParameterError:

@@ -5,7 +5,7 @@ to its input pipeline (sample rate, FFT size, hop, mel bands) and to its weight
 file (name, download hash).  It imports nothing heavy, so the CLI and
 ``import edgel3`` stay light.
 
-See ``../shared/docs/MODELS.md`` §1-2 and ``FRONTEND.md`` §0 for the sources.
+See ``docs/models.rst`` §1-2 and ``docs/frontend.rst`` §6.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Search order for a model's weights (:func:`find_weights`):
 3. the per-user cache (:func:`cache_dir`), into which :func:`download_weights` puts files.
 
 Integrity is the git blob SHA-1 of the *gzipped* file, as published in the weight
-repository (see ``MODELS.md`` §1). Unpacked ``.h5`` files therefore cannot be hash-checked;
+repository (see ``docs/models.rst`` §1). Unpacked ``.h5`` files therefore cannot be hash-checked;
 they are checked structurally (layer count and every shape) when the model is built.
 
 Reading the files is :mod:`edgel3.legacy_h5`'s job.
@@ -54,11 +54,9 @@ CACHE_ENV = "EDGEL3_CACHE_DIR"
 WEIGHTS_DIR_ENV = "EDGEL3_WEIGHTS_DIR"
 WEIGHTS_URL_ENV = "EDGEL3_WEIGHTS_URL"
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 # Download chunk size: pooch's default (1 KiB) costs one write + flush per KiB.
 _DOWNLOAD_CHUNK = 1 << 16
-_KAPRE_CLASSES = ("Melspectrogram", "Spectrogram")
 
 
 # --------------------------------------------------------------------------- hashes

@@ -23,9 +23,10 @@ def bench():
     return module
 
 
+@pytest.mark.shared
 def test_count_macs_of_sea64_matches_the_published_figures(bench):
     macs = bench.count_macs(core.load_model_file(SEA64_GZ))
-    # MODELS.md §6 / issue 3: 122.4 M conv MACs, 52.5 M for the original's conv-STFT,
+    # docs/models.rst §6 / issue 3: 122.4 M conv MACs, 52.5 M for the original's conv-STFT,
     # 1.6 M for the mel filterbank; SEA-64 has no zero weights.
     assert macs["conv_dense"] == pytest.approx(122.4e6, rel=1e-3)
     assert macs["conv_nonzero"] == macs["conv_dense"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import edgel3
-from edgel3 import core
+from edgel3 import core, loading
 from edgel3.exceptions import (
     AudioError,
     EdgeL3Error,
@@ -89,17 +89,19 @@ def test_process_file_defaults_match_get_embedding():
         (dict(hop_size=0.00001), "hop_size"),
         (dict(verbose=2), "Invalid verbosity level 2"),
         (dict(center="yes"), "Invalid center value 'yes'"),
-        (dict(batch_size=0), "Invalid batch size 0"),
-        (dict(model="no-such-model"), "neither an existing file nor an official model"),
+        (dict(batch_size=0), "batch_size must be a positive integer; got batch_size=0"),
+        (dict(model="no-such-model"), "neither an existing file nor a model name"),
         (dict(model=3.5), "model must be None"),
     ],
 )
+@pytest.mark.shared
 def test_invalid_options(kwargs, message, sea64, noise):
     kwargs.setdefault("model", sea64)
     with pytest.raises(ParameterError, match=message):
         edgel3.get_embedding(noise, 8000, verbose=kwargs.pop("verbose", 0), **kwargs)
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("sr", [0, -8000, 8000.5, "8000", True])
 def test_invalid_sample_rate(sr, sea64, noise):
     with pytest.raises(ParameterError, match="Invalid sample rate"):
@@ -116,12 +118,14 @@ def test_invalid_sample_rate(sr, sea64, noise):
         (np.array([0.1, np.inf] * 7), "7 NaN or infinite"),
     ],
 )
+@pytest.mark.shared
 def test_bad_audio(audio, message, sea64):
     with pytest.raises(AudioError, match=message), warnings.catch_warnings():
         warnings.simplefilter("ignore", EdgeL3Warning)
         edgel3.get_embedding(audio, 8000, model=sea64, verbose=0)
 
 
+@pytest.mark.shared
 def test_too_short_to_resample(sea64):
     # 5 samples at 48 kHz give int(5 / 6) = 0 samples at 8 kHz.
     with pytest.raises(AudioError, match="too short"), warnings.catch_warnings():
@@ -135,6 +139,7 @@ def test_errors_are_catchable_as_builtins():
     assert all(issubclass(e, EdgeL3Error) for e in (ParameterError, AudioError, WeightsError))
 
 
+@pytest.mark.shared
 def test_warnings(sea64):
     with pytest.warns(EdgeL3Warning, match="all zeros"):
         edgel3.get_embedding(np.zeros(8000), 8000, model=sea64, verbose=0)
@@ -142,6 +147,7 @@ def test_warnings(sea64):
         edgel3.get_embedding(np.ones(100), 8000, model=sea64, verbose=0)
 
 
+@pytest.mark.shared
 def test_input_is_not_mutated_and_dtypes_accepted(sea64, noise):
     stereo = np.stack([noise, noise * 0.5], axis=1)
     before = stereo.copy()
@@ -155,6 +161,7 @@ def test_input_is_not_mutated_and_dtypes_accepted(sea64, noise):
     assert emb_int.shape == emb64.shape
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("batch_size", [1, 5, 1000])
 def test_batch_size_does_not_change_results(batch_size, sea64, noise):
     ref, _ = edgel3.get_embedding(noise, 8000, model=sea64, verbose=0)
@@ -163,14 +170,16 @@ def test_batch_size_does_not_change_results(batch_size, sea64, noise):
     np.testing.assert_allclose(emb, ref, rtol=0, atol=1e-4)
 
 
+@pytest.mark.shared
 def test_list_input_with_one_rate_for_all(sea64, noise):
     embs, stamps = edgel3.get_embedding([noise, noise[:12000]], 8000, model=sea64, verbose=0)
-    assert [e.shape for e in embs] == [(16, 64), (11, 64)]  # FRONTEND.md §3
+    assert [e.shape for e in embs] == [(16, 64), (11, 64)]  # docs/frontend.rst §3
     assert [len(t) for t in stamps] == [16, 11]
     with pytest.raises(ParameterError, match="2 signals but 3 sample rates"):
         edgel3.get_embedding([noise, noise], [8000] * 3, model=sea64, verbose=0)
 
 
+@pytest.mark.shared
 def test_model_by_name_path_and_official_arguments_agree(sea64_weights_dir, noise, sea64):
     ref, _ = edgel3.get_embedding(noise, 8000, model=sea64, verbose=0)
     by_args, _ = edgel3.get_embedding(noise, 8000, model_type="sea", emb_dim=64, verbose=0)
@@ -180,12 +189,14 @@ def test_model_by_name_path_and_official_arguments_agree(sea64_weights_dir, nois
         np.testing.assert_array_equal(emb, ref)
 
 
+@pytest.mark.shared
 def test_models_are_cached_per_process(sea64_weights_dir):
     first = edgel3.load_embedding_model("sea", 64)
     assert edgel3.load_embedding_model("sea", 64) is first
     assert edgel3.models.load_embedding_model("sea", 64) is first
 
 
+@pytest.mark.shared
 def test_sample_rate_comes_from_the_model(sea64, noise):
     """0.2.1 framed at 48 kHz when model_type='sparse' (the default) but a SEA model was given."""
     emb, _ = edgel3.get_embedding(noise, 8000, model=sea64, model_type="sparse", verbose=0)
@@ -203,6 +214,7 @@ def test_get_output_path_as_0_2_1():
     assert edgel3.get_output_path("/a/b/x.wav", "s.npz", output_dir="/o") == "/o/x_s.npz"
 
 
+@pytest.mark.shared
 def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise, monkeypatch):
     import soundfile as sf
 
@@ -220,15 +232,20 @@ def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise
 
     seen = {}
 
-    def fake_load(model_type, emb_dim, retrain_type, sparsity):
-        seen["retrain_type"] = retrain_type
-        return sea64
+    class Resolved(Exception):
+        pass
 
-    monkeypatch.setattr(core, "load_embedding_model", fake_load)
-    edgel3.process_file(path, retrain_type="kd", verbose=False, suffix="kd")
-    assert seen["retrain_type"] == "kd"
+    def fake_load(spec, **kwargs):
+        seen["model"] = spec.name
+        raise Resolved
+
+    monkeypatch.setattr(loading, "load_official", fake_load)
+    with pytest.raises(Resolved):
+        edgel3.process_file(path, retrain_type="kd", verbose=False, suffix="kd")
+    assert seen["model"] == "edgel3_kd_audio_sparsity_95.45"
 
 
+@pytest.mark.shared
 def test_process_file_errors(tmp_path, sea64):
     with pytest.raises(AudioError, match="could not be found"):
         edgel3.process_file(tmp_path / "missing.wav", model=sea64)
@@ -238,6 +255,7 @@ def test_process_file_errors(tmp_path, sea64):
         edgel3.process_file(bad, model=sea64)
 
 
+@pytest.mark.shared
 def test_unwritable_output_dir(tmp_path, sea64, noise):
     import soundfile as sf
 
@@ -249,6 +267,7 @@ def test_unwritable_output_dir(tmp_path, sea64, noise):
         edgel3.process_file(path, output_dir=blocker / "sub", model=sea64, verbose=False)
 
 
+@pytest.mark.shared
 def test_process_files_reports_bad_files_and_skips_existing(tmp_path, sea64, noise):
     import soundfile as sf
 

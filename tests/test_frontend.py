@@ -1,4 +1,4 @@
-"""Tests of edgel3.frontend against FRONTEND.md, the SEA-64 weight file and the goldens."""
+"""Tests of edgel3.frontend against docs/frontend.rst, the SEA-64 weight file and the goldens."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgel3 import frontend
+from edgel3 import frontend, resample_kernel
 from edgel3 import resample as resample_module
 from edgel3.exceptions import AudioError, ParameterError
 from edgel3.specs import SEA_FRONTEND, SPARSE_FRONTEND
 
-from .conftest import GOLDEN_DIR, SEA64_GZ, golden_files
+from .conftest import GOLDEN_DIR, SEA64_GZ, SHARED_AVAILABLE, golden_files
 
 MELSPEC_GROUP = "model_weights/melspectrogram_1/melspectrogram_1/"
 
@@ -42,7 +42,10 @@ def sea64_melspec_weights():
 def _unique_golden_inputs():
     """One (audio_path, sr, golden file) per distinct input; the 4 settings share it."""
     seen = {}
-    for path in golden_files():
+    files = golden_files()
+    if not SHARED_AVAILABLE:
+        return [pytest.param(None, None, None, marks=pytest.mark.shared, id="no-shared")]
+    for path in files:
         with np.load(path) as g:
             key = (str(g["audio_path"]), int(g["sr"]))
         seen.setdefault(key, path)
@@ -55,7 +58,7 @@ def _golden_input(audio_path: str):
 
 
 def _naive_frames(audio, sr, hop_len, center):
-    """Literal transcription of FRONTEND.md §3 with a Python loop."""
+    """Literal transcription of docs/frontend.rst §3 with a Python loop."""
     signal = list(audio)
     if center:
         signal = [0.0] * int(sr / 2) + signal
@@ -116,7 +119,7 @@ def test_downmix_bad_ndim(shape):
 
 
 def test_filter_table_matches_description():
-    table, delta = resample_module._legacy_table()
+    table, delta = resample_kernel.legacy_table()
     assert table.shape == (64 * 512 + 1,) == (32769,)
     assert table.dtype == np.float64
     # Centre of the Kaiser taper is exactly 1 and sinc(0) = 1.
@@ -130,9 +133,9 @@ def test_filter_table_matches_description():
 
 
 def test_downsampling_leaves_cached_table_untouched(rng):
-    table = resample_module._legacy_table()[0].copy()
+    table = resample_kernel.legacy_table()[0].copy()
     frontend.resample_legacy(rng.standard_normal(480), 48000, 8000)
-    np.testing.assert_array_equal(resample_module._legacy_table()[0], table)
+    np.testing.assert_array_equal(resample_kernel.legacy_table()[0], table)
 
 
 @pytest.mark.parametrize("path, audio_path, sr", _unique_golden_inputs())
@@ -144,7 +147,7 @@ def test_resample_legacy_matches_golden_audio_target(path, audio_path, sr):
     y = frontend.resample_legacy(audio, sr, 8000)
     assert y.shape == target.shape and y.dtype == np.float64
     # Same float64 operations in the same order: measured <= 2.2e-16 (one ulp
-    # of the summands); 1e-9 is the project's parity bound (FRONTEND.md §7).
+    # of the summands); 1e-9 is the project's parity bound (docs/frontend.rst §7).
     np.testing.assert_allclose(y, target, rtol=0, atol=1e-9)
 
 
@@ -178,20 +181,21 @@ def test_time_register_is_a_sequential_accumulation():
         expected[t] = tr
         tr += inc
     # Exact: np.cumsum must reproduce the original's float64 `tr += inc`.
-    np.testing.assert_array_equal(resample_module._time_register(expected.size, inc), expected)
+    np.testing.assert_array_equal(resample_module.time_register(expected.size, inc), expected)
 
 
+@pytest.mark.shared
 def test_accumulated_register_matters_for_44k():
     """resampy >= 0.3's `t * inc` register is measurably not the official one."""
     inc = 1.0 / (8000 / 44100)
     n_out = 16000
-    assert not np.array_equal(resample_module._time_register(n_out, inc), np.arange(n_out) * inc)
+    assert not np.array_equal(resample_module.time_register(n_out, inc), np.arange(n_out) * inc)
     audio, sr = _golden_input("audio/chirp_44k.wav")
     with np.load(GOLDEN_DIR / "chirp_44k__center1_hop0p10.npz") as g:
         target = g["audio_target"]
     accumulated = resample_module._resample_legacy(audio, sr, 8000, register="accumulated")
     multiplied = resample_module._resample_legacy(audio, sr, 8000, register="multiplied")
-    # 1e-9: parity bound; the multiplied register is off by ~5.7e-4 (FRONTEND.md §2).
+    # 1e-9: parity bound; the multiplied register is off by ~5.7e-4 (docs/frontend.rst §2).
     assert np.abs(accumulated - target).max() <= 1e-9
     assert np.abs(multiplied - target).max() > 1e-4
 
@@ -271,7 +275,7 @@ def test_hop_length_shorter_than_one_sample():
         frontend.hop_length(1e-4, 8000)
 
 
-# (n_samples at 8 kHz, center, hop_size, expected windows) -- FRONTEND.md §3.
+# (n_samples at 8 kHz, center, hop_size, expected windows) -- docs/frontend.rst §3.
 WINDOW_COUNTS = [
     (80000, True, 0.1, 96),
     (80000, False, 0.1, 91),
@@ -312,7 +316,7 @@ def test_window_counts_and_timestamps_match_goldens(path):
         assert hop_len == int(g["hop_len"])
         n = frontend.n_windows(n_samples, 8000, hop_len, center)
         assert n == g["embedding"].shape[0]
-        # Timestamps are exact (FRONTEND.md §7).
+        # Timestamps are exact (docs/frontend.rst §7).
         np.testing.assert_array_equal(frontend.timestamps(n, hop_size), g["timestamps"])
 
 
@@ -361,31 +365,12 @@ def test_short_audio_is_padded_to_one_window():
     assert windows[0, :8].sum() == 8 and np.all(windows[0, 8:] == 0)
 
 
-def test_iter_window_batches(rng):
-    audio = rng.standard_normal(30000)
-    batches = list(
-        frontend.iter_window_batches(audio, 8000, hop_size=0.1, center=True, batch_size=8)
-    )
-    assert [b.shape[0] for b in batches] == [8, 8, 8, 8, 2]  # 1 + ceil((34000 - 8000) / 800) = 34
-    for batch in batches:
-        assert batch.dtype == np.float32 and batch.flags.c_contiguous and batch.flags.writeable
-    windows = frontend.frame_audio(audio, 8000, hop_size=0.1, center=True)
-    np.testing.assert_array_equal(np.concatenate(batches), windows.astype(np.float32))
-
-
-@pytest.mark.parametrize("batch_size", [0, -1, 2.0, None])
-def test_iter_window_batches_validates_eagerly(batch_size):
-    with pytest.raises(ParameterError, match="batch_size"):
-        frontend.iter_window_batches(
-            np.ones(8000), 8000, hop_size=0.1, center=True, batch_size=batch_size
-        )
-
-
 # ---------------------------------------------------------------------------
 # Mel spectrogram
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.shared
 def test_filterbank_is_bit_identical_to_h5(sea64_melspec_weights):
     stored = sea64_melspec_weights[0]
     fb = frontend.mel_filterbank(SEA_FRONTEND)
@@ -393,11 +378,12 @@ def test_filterbank_is_bit_identical_to_h5(sea64_melspec_weights):
     np.testing.assert_array_equal(fb, stored)
 
 
+@pytest.mark.shared
 def test_dft_kernels_match_h5(sea64_melspec_weights):
     real, imag = frontend.dft_kernels(SEA_FRONTEND)
     for mine, stored in zip((real, imag), sea64_melspec_weights[1:], strict=True):
         assert mine.dtype == np.float32 and mine.shape == stored.shape == (1024, 1, 1, 513)
-        # Measured bit-identical; 2e-9 is FRONTEND.md §8's allowance for a
+        # Measured bit-identical; 2e-9 is docs/frontend.rst §7's allowance for a
         # different libm cos/sin rounding one float64 ulp the other way.
         np.testing.assert_allclose(mine, stored, rtol=0, atol=2e-9)
 
@@ -487,6 +473,7 @@ def test_float32_and_float64_windows_agree(rng):
     )
 
 
+@pytest.mark.shared
 def test_stored_filterbank_gives_same_result(rng, sea64_melspec_weights):
     windows = _noise_windows(rng, 2, SEA_FRONTEND)
     np.testing.assert_array_equal(
@@ -516,7 +503,7 @@ def test_melspectrogram_rejects_wrong_filterbank():
 
 
 # Level-aware bounds (dB) for the chirp, whose low cells are float32 rounding
-# noise of the TF conv vs our FFT (FRONTEND.md §7): measured max 5.7e-6 above
+# noise of the TF conv vs our FFT (docs/frontend.rst §7): measured max 5.7e-6 above
 # -20, 4.5e-4 in [-40, -20), 4.3e-3 in [-50, -40), 0.035 below.
 CHIRP_BOUNDS = [(-20, 1e-4), (-40, 2e-3), (-50, 2e-2), (-80.5, 0.1)]
 # Noise fills the floor with real content: measured <= 3.1e-5 everywhere.
@@ -530,6 +517,7 @@ SYNTH_BOUNDS = [(-80.5, 1e-4)]
         ("synth_22050hz_10s_seed0__center1_hop0p25", SYNTH_BOUNDS),
     ],
 )
+@pytest.mark.shared
 def test_melspectrogram_matches_intermediate_golden(name, bounds):
     with np.load(GOLDEN_DIR / f"intermediate_melspec__{name}.npz") as g:
         golden = g["melspec"]
@@ -562,5 +550,5 @@ def test_melspectrogram_matches_intermediate_golden(name, bounds):
 def test_resample_legacy_falls_back_to_numpy_without_numba(rng, monkeypatch):
     x = rng.standard_normal(2205)
     expected = resample_module._resample_legacy(x, 22050, 8000, backend="numpy")
-    monkeypatch.setattr(resample_module, "_NUMBA_KERNEL", False)  # as if numba were missing
+    monkeypatch.setattr(resample_kernel, "_NUMBA_KERNEL", False)  # as if numba were missing
     np.testing.assert_array_equal(frontend.resample_legacy(x, 22050, 8000), expected)
