@@ -38,10 +38,11 @@ def _conv_params(model) -> int:
     ],
 )
 def test_conv_parameter_counts(name, conv_params):
-    """MODELS.md §5."""
+    """docs/models.rst §5."""
     assert _conv_params(build_model(get_spec(name))) == conv_params
 
 
+@pytest.mark.shared
 def test_layer_names_and_shapes_follow_the_legacy_graph():
     model = build_model(get_spec("sea-64"))
     legacy = read_legacy_h5(SEA64_GZ)
@@ -59,7 +60,7 @@ def test_sparse_network_shapes_and_weighted_layers():
     assert shapes["activation_1"] == (None, 256, 199, 64)
     assert shapes["audio_embedding_layer"] == (None, 32, 24, 512)
     assert shapes["flatten_1"] == (None, 512)
-    # MODELS.md §3: 0.2.1 loaded sparse files by topology into exactly 17 weighted layers.
+    # docs/models.rst §3: 0.2.1 loaded sparse files by topology into exactly 17 weighted layers.
     assert len([layer for layer in model.layers if layer.weights]) == 17
     assert "batch_normalization_9" not in shapes
 
@@ -67,7 +68,7 @@ def test_sparse_network_shapes_and_weighted_layers():
 @pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["8k", "48k"])
 def test_keras_mel_layer_matches_numpy(config, rng):
     audio = rng.normal(scale=0.1, size=(3, config.sample_rate)).astype(np.float32)
-    audio[2] = 0.0  # an all-zero window maps to all zeros (FRONTEND.md §4.6)
+    audio[2] = 0.0  # an all-zero window maps to all zeros (docs/frontend.rst §4.5)
     layer = MelSpectrogram.from_frontend(config)
     ours = keras.ops.convert_to_numpy(layer(audio[:, None, :]))
     ref = frontend.melspectrogram(audio, config)
@@ -78,6 +79,7 @@ def test_keras_mel_layer_matches_numpy(config, rng):
     assert np.allclose(ours[:2].max(axis=(1, 2, 3)), 0)
 
 
+@pytest.mark.shared
 def test_keras_mel_layer_matches_golden_intermediate():
     ref = np.load(GOLDEN_DIR / "intermediate_melspec__chirp_8k__center0_hop0p10.npz")
     import soundfile as sf
@@ -86,11 +88,12 @@ def test_keras_mel_layer_matches_golden_intermediate():
     layer = MelSpectrogram.from_frontend(SEA_FRONTEND)
     ours = keras.ops.convert_to_numpy(layer(audio[None, None, :].astype(np.float32)))
     golden = ref["melspec"]
-    loud = golden > -50  # FRONTEND.md §7: compare only cells above -50 dB cell-wise
+    loud = golden > -50  # docs/frontend.rst §7: compare only cells above -50 dB cell-wise
     # kapre's conv STFT vs our FFT: <= 3e-3 dB in [-50, -40), far less above.
     np.testing.assert_allclose(ours[loud], golden[loud], rtol=0, atol=5e-3)
 
 
+@pytest.mark.shared
 def test_legacy_file_loads_into_keras3_model():
     model = build_model(get_spec("sea-64"))
     legacy = read_legacy_h5(SEA64_GZ)
@@ -123,12 +126,14 @@ def _with_array(legacy, layer_name, index, new):
         ("conv2d_3", 0, lambda a: a[..., :-1], "shapes"),
     ],
 )
+@pytest.mark.shared
 def test_mismatching_arrays_are_errors(layer_name, index, corrupt, message):
     legacy = _with_array(read_legacy_h5(SEA64_GZ), layer_name, index, corrupt)
     with pytest.raises(WeightsError, match=message):
         load_legacy_weights(build_model(get_spec("sea-64")), legacy)
 
 
+@pytest.mark.shared
 def test_wrong_architecture_is_an_error():
     legacy = read_legacy_h5(SEA64_GZ)
     with pytest.raises(WeightsError, match="the model"):
@@ -141,6 +146,7 @@ def test_depth_reduced_network_builds():
     assert model.get_layer("audio_embedding_layer").filters == 32
 
 
+@pytest.mark.shared
 def test_keras_save_load_round_trip(tmp_path, rng):
     model = build_model(get_spec("sea-64"))
     load_legacy_weights(model, read_legacy_h5(SEA64_GZ))

@@ -79,6 +79,7 @@ def test_blob_sha1_matches_git():
     assert weights.blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
 
 
+@pytest.mark.shared
 def test_shared_sea64_matches_registry_hash():
     assert SEA64.blob_sha1 == SEA64_SHA1
     assert weights.file_blob_sha1(SEA64_GZ) == SEA64_SHA1
@@ -145,6 +146,7 @@ def test_weights_dir_finds_unpacked_h5(monkeypatch, tmp_path):
     assert weights.find_weights("sea-64") == tmp_path / SEA64.filename
 
 
+@pytest.mark.shared
 def test_weights_dir_env_reads_shared_in_place(sea64_weights_dir, dead_url):
     # Verified in place, no download attempted (the URL is dead).
     assert weights.get_weights_path(SEA64) == sea64_weights_dir / SEA64.filename
@@ -167,6 +169,7 @@ def test_missing_weights_dir_env(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------- downloads (offline)
 
 
+@pytest.mark.shared
 def test_download_into_cache(served_weights, capfd):
     path = weights.get_weights_path(SEA64)
     assert path == _cache() / SEA64.filename
@@ -177,6 +180,7 @@ def test_download_into_cache(served_weights, capfd):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.shared
 def test_cache_hit_skips_download(served_weights, monkeypatch):
     path = weights.download_weights(SEA64)
     with socket.socket() as sock:
@@ -186,6 +190,7 @@ def test_cache_hit_skips_download(served_weights, monkeypatch):
     assert weights.download_weights(SEA64) == path  # valid cached file, force=False
 
 
+@pytest.mark.shared
 def test_download_corrupted_copy(tmp_path, monkeypatch):
     data = bytearray(SEA64_GZ.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -232,6 +237,7 @@ def test_no_download_when_disabled(served_weights):
     assert _cache_contents() == []
 
 
+@pytest.mark.shared
 def test_corrupt_cache_detected_then_repaired(served_weights):
     cache = _cache()
     cache.mkdir(parents=True, exist_ok=True)
@@ -272,6 +278,7 @@ def _write_h5_without_weights(path: Path) -> None:
     ],
     ids=["truncated-gz", "gz-of-non-hdf5", "not-gzip"],
 )
+@pytest.mark.shared
 def test_read_corrupt_gz(tmp_path, make, match):
     path = tmp_path / "bad.h5.gz"
     make(path)
@@ -291,6 +298,7 @@ def test_read_non_hdf5_and_missing_group(tmp_path):
         legacy_h5.read_legacy_h5(empty)
 
 
+@pytest.mark.shared
 def test_read_sea64_layout(sea64):
     assert sea64.keras_version == "2.0.9"
     assert len(sea64.layer_names) == 32
@@ -313,7 +321,7 @@ def test_read_sea64_layout(sea64):
         "moving_mean:0",
         "moving_variance:0",
     ]
-    # FRONTEND.md §5 gives the input-BN values, so this pins each array to its name.
+    # docs/frontend.rst §5 gives the input-BN values, so this pins each array to its name.
     np.testing.assert_array_equal(
         np.concatenate(arrays), np.float32([0.91400796, -0.17106737, -26.149736, 114.146545])
     )
@@ -322,6 +330,7 @@ def test_read_sea64_layout(sea64):
     assert [k.shape[-1] for _, k in kernels] == [32, 32, 64, 64, 128, 128, 64, 64]
 
 
+@pytest.mark.shared
 def test_unpacked_h5_reads_identically(sea64, tmp_path):
     h5_path = tmp_path / "edgel3_sea_ust_audio_emb_64.h5"
     with gzip.open(SEA64_GZ, "rb") as src, open(h5_path, "wb") as dst:
@@ -342,17 +351,20 @@ def test_unpacked_h5_reads_identically(sea64, tmp_path):
 # --------------------------------------------------------------------------- spec inference
 
 
+@pytest.mark.shared
 def test_infer_spec_official(sea64):
     spec = legacy_h5.infer_spec(sea64)
     assert spec == SEA64  # frontend, filters, head, emb_dim, hash, everything
 
 
+@pytest.mark.shared
 def test_infer_spec_without_config_uses_kapre_shapes(sea64):
     bare = dataclasses.replace(sea64, config=None)
     assert bare.melspec_config() is None
     assert legacy_h5.infer_spec(bare).frontend == SEA64.frontend
 
 
+@pytest.mark.shared
 def test_infer_spec_user_file(sea64):
     user = dataclasses.replace(sea64, path=Path("my_student.h5"))
     spec = legacy_h5.infer_spec(user)
@@ -368,6 +380,7 @@ def test_infer_spec_user_file(sea64):
     assert legacy_h5.infer_spec(user, name="custom").name == "custom"
 
 
+@pytest.mark.shared
 def test_infer_spec_without_head_bn(sea64):
     # Dropping batch_normalization_9 gives the sparse-style head (17 weighted layers).
     no_head = dataclasses.replace(
@@ -376,12 +389,14 @@ def test_infer_spec_without_head_bn(sea64):
     assert legacy_h5.infer_spec(no_head).head == "none"
 
 
+@pytest.mark.shared
 def test_infer_spec_registry_mismatch(sea64):
     misnamed = dataclasses.replace(sea64, path=Path("edgel3_sea_ust_audio_emb_128.h5.gz"))
     with pytest.raises(WeightsError, match="named like official model '.*_emb_128'"):
         legacy_h5.infer_spec(misnamed)
 
 
+@pytest.mark.shared
 def test_infer_spec_unsupported_architecture(sea64):
     layers = list(sea64.weighted_layers)
     del layers[3:5]  # drop conv2d_2 and its BN: 7 convs
@@ -404,6 +419,7 @@ def test_interrupted_download_leaves_nothing(monkeypatch):
     assert _cache_contents() == []
 
 
+@pytest.mark.shared
 def test_progress_download_restores_pooch_logger(served_weights):
     import pooch
 
