@@ -260,3 +260,21 @@ def test_embedding_stream_emits_a_window_once_its_input_arrived(rng):
     for k, arrived in enumerate(emitted):
         last_needed = int(np.ceil((k * hop * 8000 + 8000) * sr / 8000)) + stream.latency
         assert arrived <= last_needed + 441  # one push of slack
+
+
+@pytest.mark.parametrize("sr", [44100, 8000])
+def test_push_stream_memory_is_bounded(rng, sr):
+    """An endless stream keeps only the filter's reach and about one window of samples."""
+    pipeline = WindowPipeline(sr, 8000, hop_size=0.1, center=True)
+    chunk = 4410
+    sizes = []
+    for _ in range(300):  # 30 s at 44.1 kHz; the buffers must not grow with it
+        pipeline.push(rng.standard_normal(chunk))
+        held = pipeline._framer._buffer.size
+        if pipeline._resampler is not None:
+            held += pipeline._resampler._buffer.size
+        sizes.append(held)
+    # Framer: < 1 window + 1 hop + one resampled chunk; resampler: 2 wings + one chunk.
+    bound = 8000 + 800 + chunk + 2 * 400 + chunk
+    assert max(sizes) <= bound
+    assert max(sizes[-100:]) <= max(sizes[:100]) + chunk  # flat, not growing
