@@ -148,7 +148,10 @@ def embed_signals(
         for signal, rate in zip(signals, rates)
     ]
     counts = [p.n_windows for p in pipelines]
-    windows = (w for p, s in zip(pipelines, signals) for w in p.run(s))
+    # Resample every signal before the model runs (as 0.2.1 did): interleaving numba's
+    # parallel resampler with TensorFlow's thread pool measured ~3% slower on many clips.
+    heads = [p.push(s) for p, s in zip(pipelines, signals)]
+    windows = (w for p, head in zip(pipelines, heads) for w in (head, p.close()))
     runner = reference.runner(sum(counts))
     outputs = run_batches(runner, batches(windows, batch_size), sum(counts), verbose)
     return np.split(outputs, np.cumsum(counts)[:-1])

@@ -108,7 +108,7 @@ class WindowStream:
             )
         if self._received == self.n_samples and not self._closed:
             self._closed = True
-            samples = np.concatenate([samples, np.zeros(self._back)])
+            return self._emit(samples, self._back)
         return self._emit(samples)
 
     def close(self) -> np.ndarray:
@@ -132,10 +132,15 @@ class WindowStream:
         if self._closed:
             return np.zeros((0, self.sr))
         self._closed = True
-        return self._emit(np.zeros(self._back))
+        return self._emit(np.zeros(0), self._back)
 
-    def _emit(self, samples: np.ndarray) -> np.ndarray:
-        self._buffer = np.concatenate([self._buffer, samples]) if samples.size else self._buffer
+    def _emit(self, samples: np.ndarray, back: int = 0) -> np.ndarray:
+        if samples.size or back:  # one allocation: what is kept, the samples, the end padding
+            buffer = np.empty(self._buffer.shape[0] + samples.shape[0] + back)
+            buffer[: self._buffer.shape[0]] = self._buffer
+            buffer[self._buffer.shape[0] : buffer.shape[0] - back] = samples
+            buffer[buffer.shape[0] - back :] = 0.0
+            self._buffer = buffer
         end = self._start + self._buffer.shape[0]
         # Windows i with i * hop + sr <= end are complete.
         last = (end - self.sr) // self.hop + 1 if end >= self.sr else 0

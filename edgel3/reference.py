@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ParameterError, WeightsError
-from .runners import is_keras_model, is_runner, select_runner
+from .runners import is_keras_model, is_runner, model_sample_rate, select_runner
 from .specs import ALIASES, REGISTRY, get_spec, resolve_spec
 
 __all__ = ["ModelReference", "resolve_model", "model_names", "KINDS", "MODEL_FILE_SUFFIXES"]
@@ -155,14 +155,17 @@ class ModelReference:
             from .legacy_h5 import infer_spec, read_legacy_h5
 
             return infer_spec(read_legacy_h5(path)).sample_rate
-        return self.runner().sample_rate
+        return model_sample_rate(self.load())
 
     @functools.cached_property
     def embedding_size(self) -> int:
         """Values per embedding."""
         if self.kind == "official":
             return self.spec.emb_dim
-        return int(self.runner().embedding_size)
+        model = self.load()
+        if is_keras_model(model):
+            return int(model.output_shape[-1])
+        return int(model.embedding_size)
 
     # ------------------------------------------------------------------ loading
 
