@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import numbers
 
 import numpy as np
 import scipy.fft
 import scipy.signal
 
-from .checks import as_mono, check_hop_size, check_positive_int, check_sample_rate
+from .checks import (
+    as_mono,
+    check_hop_size,
+    check_non_negative_int,
+    check_positive_int,
+    check_sample_rate,
+)
 from .exceptions import AudioError, ParameterError
 from .resample import resample, resample_legacy
 from .specs import FrontendConfig
@@ -158,11 +163,8 @@ def n_windows(n_samples: int, sr: int, hop_len: int, center: bool) -> int:
     """
     check_positive_int(sr, "sr")
     check_positive_int(hop_len, "hop_len")
-    if not isinstance(n_samples, numbers.Integral) or n_samples < 0:
-        raise ParameterError(
-            f"n_samples must be a non-negative integer; got n_samples={n_samples!r}."
-        )
-    length = int(n_samples) + (int(sr / 2) if center else 0)
+    n_samples = check_non_negative_int(n_samples, "n_samples")
+    length = n_samples + (int(sr / 2) if center else 0)
     return 1 + -(-max(length - sr, 0) // hop_len)
 
 

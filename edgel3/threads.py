@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 
+from .checks import check_positive_int
 from .exceptions import ParameterError
 
 __all__ = [
@@ -67,9 +68,7 @@ def cores_per_worker(jobs: int) -> int:
     >>> cores_per_worker(1) == available_cores()
     True
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ParameterError(f"jobs must be a positive integer; got jobs={jobs!r}.")
-    return max(1, available_cores() // jobs)
+    return max(1, available_cores() // check_positive_int(jobs, "jobs"))
 
 
 def default_threads() -> int:
@@ -170,11 +169,9 @@ def configure_threads(threads: int | None = None, *, inter_op: int | None = None
     2
     """
     threads = default_threads() if threads is None else threads
-    for name, value in (("threads", threads), ("inter_op", inter_op)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ParameterError(f"{name} must be a positive integer; got {name}={value!r}.")
+    threads = check_positive_int(threads, "threads")
+    if inter_op is not None:
+        inter_op = check_positive_int(inter_op, "inter_op")
     inter_op = min(2, threads) if inter_op is None else inter_op
     applied = {
         "threads": threads,
