@@ -57,6 +57,24 @@ def golden_files(prefix: str = "") -> list:
     )
 
 
+def randomise_bn(model, rng):
+    """Trained-looking BatchNormalization statistics (so BN folding in a runner matters)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shape).astype("float32"),
+                    rng.normal(0, 0.2, shape).astype("float32"),
+                    rng.normal(0, 0.2, shape).astype("float32"),
+                    rng.uniform(0.5, 2.0, shape).astype("float32"),
+                ]
+            )
+    return model
+
+
 @pytest.fixture
 def rng():
     """A seeded random generator, so synthesized fixtures are reproducible."""

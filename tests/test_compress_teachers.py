@@ -18,6 +18,8 @@ from edgel3.reference import resolve_model
 from edgel3.runners import KerasRunner
 from edgel3.specs import get_spec
 
+from .conftest import randomise_bn
+
 
 def _close(a, b):
     """max|a - b| <= 1e-5 of b's scale.
@@ -29,28 +31,12 @@ def _close(a, b):
     return float(np.abs(a - b).max()) <= 1e-5 * max(1.0, float(np.abs(b).max()))
 
 
-def _randomise_bn(model, seed):
-    """Trained-looking BN statistics, so that BN folding in the sparse executor matters."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, shape).astype("float32"),
-                    rng.normal(0, 0.2, shape).astype("float32"),
-                    rng.normal(0, 0.2, shape).astype("float32"),
-                    rng.uniform(0.5, 2.0, shape).astype("float32"),
-                ]
-            )
-    return model
-
-
 @pytest.fixture(scope="module")
 def pruned_sea64():
     """The SEA-64 architecture with random weights, pruned to the 95.45 % plan (masked)."""
     keras.utils.set_random_seed(7)
-    masked, _ = prune_model(_randomise_bn(build_model(get_spec("sea-64")), 7), "95.45")
+    model = randomise_bn(build_model(get_spec("sea-64")), np.random.default_rng(7))
+    masked, _ = prune_model(model, "95.45")
     return masked
 
 

@@ -18,7 +18,7 @@ from edgel3.exceptions import ParameterError
 from edgel3.models import build_audio_network, build_model
 from edgel3.specs import SEA_FRONTEND, SPARSE_FRONTEND, get_spec
 
-from .conftest import SEA64_GZ
+from .conftest import SEA64_GZ, randomise_bn
 
 PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # docs/compress.rst: % of conv kernel weights zeroed
 
@@ -27,35 +27,19 @@ def _prune(model, plan):
     return strip_masks(prune_model(model, plan)[0])
 
 
-def _randomise_bn(model, rng):
-    """Non-trivial BN statistics, so that folding BN into the conv epilogue is exercised."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, shape).astype("float32"),
-                    rng.normal(0, 0.2, shape).astype("float32"),
-                    rng.normal(0, 0.2, shape).astype("float32"),
-                    rng.uniform(0.5, 2.0, shape).astype("float32"),
-                ]
-            )
-    return model
-
-
 @pytest.fixture(scope="module")
 def l3_pruned():
     """The official sparse L3 architecture, random weights pruned to the 95.45 % plan."""
     keras.utils.set_random_seed(3)
     model = build_model(get_spec("sparse-ft-95.45"))
-    return _randomise_bn(_prune(model, PLAN_95_45), np.random.default_rng(3))
+    return randomise_bn(_prune(model, PLAN_95_45), np.random.default_rng(3))
 
 
 @pytest.fixture(scope="module")
 def small_sea():
     keras.utils.set_random_seed(5)
     model = build_audio_network(SEA_FRONTEND, [8, 8, 16, 16, 16, 16, 8, 8], head="bn_relu")
-    return _randomise_bn(_prune(model, (0, 60, 70, 80, 90, 95, 50, 0)), np.random.default_rng(5))
+    return randomise_bn(_prune(model, (0, 60, 70, 80, 90, 95, 50, 0)), np.random.default_rng(5))
 
 
 def _tolerance(reference):
