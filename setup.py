@@ -24,7 +24,6 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "soundfile>=0.12",
-        "resampy>=0.4",  # kaiser_fast: the opt-in fast path (the exact one is ours)
         "numba>=0.57",
         "tensorflow>=2.16",  # first release with Keras 3
         "keras>=3.0",
@@ -34,7 +33,7 @@ setup(
     ],
     extras_require={
         # One line per optional stack; "test" pulls in every stack the test suite exercises.
-        "eval": ["scikit-learn>=1.3", "matplotlib>=3.7"],
+        "eval": ["scikit-learn>=1.3", "matplotlib>=3.7", "threadpoolctl>=3"],
         "fast": ["soxr>=0.3"],  # fast_resample=True (SciPy's polyphase resampler without it)
         "export": ["ai-edge-litert>=2.0"],  # the LiteRT runtime; converting needs TensorFlow
         "ray": ["ray[data]>=2.10", "pyarrow>=14"],  # 2.10: from_items(override_num_blocks=)
@@ -44,6 +43,7 @@ setup(
             "ruff>=0.6",
             "scikit-learn>=1.3",
             "matplotlib>=3.7",
+            "threadpoolctl>=3",
             "ai-edge-litert>=2.0",
             "ray[data]>=2.10",
             "pyarrow>=14",

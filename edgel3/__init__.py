@@ -1,7 +1,9 @@
 """edgel3: compact audio embeddings from compressed Look-Listen-Learn (L3) networks.
 
 ``import edgel3`` is light: TensorFlow/Keras load only when a model is first
-used. The public API of 0.2.1 is kept::
+used. The public API of 0.2.1 is kept (its module paths ``edgel3.models``,
+``edgel3.edgel3_exceptions``, ``edgel3.edgel3_warnings`` and
+``edgel3.version`` included; see the README's "Migrating from 0.2.1")::
 
     >>> import edgel3
     >>> emb, ts = edgel3.get_embedding(audio, sr, model_type='sea', emb_dim=64)  # doctest: +SKIP
@@ -82,6 +84,10 @@ _SUBMODULES = {
     "export",
     "compress",
     "bundled",
+    "version",
+    "exceptions",
+    "edgel3_exceptions",  # 0.2.1's module paths (aliases of edgel3.exceptions)
+    "edgel3_warnings",
 }
 
 

@@ -15,8 +15,10 @@ hop size                a finite, positive real (seconds)
 counts (batch size...)  an integer >= 1 (``bool`` is not an integer here)
 flags (``center``)      ``True`` or ``False`` (``1``/``0`` accepted)
 ``verbose``             ``0`` or ``1`` (``True``/``False`` accepted)
-audio                   numeric, non-empty, 1-D or 2-D ``(n, channels)``,
-                        finite; all-zero audio warns
+audio                   numeric, non-empty, 1-D or 2-D ``(n, channels)``
+                        (not channels-first), finite; all-zero audio warns
+signals                 an array is one signal; a list/tuple of arrays is
+                        several; a list/tuple of plain numbers is one
 ======================  ==================================================
 """
 
@@ -41,7 +43,10 @@ __all__ = [
     "check_choice",
     "check_fraction",
     "check_audio",
+    "split_signals",
     "as_mono",
+    "CHANNELS_FIRST_MAX_ROWS",
+    "CHANNELS_FIRST_MIN_COLUMNS",
     "ZEROS_WARNING",
     "SHORT_WARNING",
 ]
@@ -51,6 +56,14 @@ ZEROS_WARNING = "Provided audio is all zeros"
 SHORT_WARNING = (
     "Duration of provided audio is shorter than window size (1 second). Audio will be padded."
 )
+
+
+#: A 2-D array with at most this many rows and at least CHANNELS_FIRST_MIN_COLUMNS
+#: columns is taken for channels-first audio (``(channels, n)`` or a batch ``(k, n)``):
+#: read as (samples, channels) it would be a few samples of very many channels.
+CHANNELS_FIRST_MAX_ROWS = 8
+#: See :data:`CHANNELS_FIRST_MAX_ROWS` (64 samples are 8 ms at 8 kHz).
+CHANNELS_FIRST_MIN_COLUMNS = 64
 
 
 def is_real(value) -> bool:
@@ -257,8 +270,8 @@ def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarr
     ----------
     audio : array-like [shape=(n,) or (n, channels)]
         Samples, soundfile's layout (samples x channels). Integer PCM is
-        accepted as it is (the front end normalises each window, so scale
-        does not matter).
+        accepted as it is, unscaled: the front end normalises each window to
+        its maximum, so the gain cancels (see :func:`edgel3.get_embedding`).
     label : str
         How to name the signal in messages (``'audio[3]'``).
     stacklevel : int
@@ -272,12 +285,22 @@ def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarr
     Raises
     ------
     AudioError
-        Non-numeric, empty, 0-D or more than 2-D, NaN or infinite samples.
+        Non-numeric, empty, 0-D or more than 2-D, channels-first (at most
+        :data:`CHANNELS_FIRST_MAX_ROWS` rows and at least
+        :data:`CHANNELS_FIRST_MIN_COLUMNS` columns: "pass audio.T"), NaN or
+        infinite samples.
 
     Warns
     -----
     EdgeL3Warning
         :data:`ZEROS_WARNING`.
+
+    Examples
+    --------
+    >>> check_audio(np.ones((2, 16000)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    edgel3.exceptions.AudioError: audio looks channels-first (shape (2, 16000)): pass audio.T. ...
     """
     array = np.asarray(audio)
     if array.dtype.kind not in "biuf":
@@ -289,11 +312,60 @@ def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarr
     if not np.any(array):
         warnings.warn(ZEROS_WARNING, EdgeL3Warning, stacklevel=stacklevel)
     if array.ndim > 2 or array.ndim == 0:
-        raise AudioError(f"Audio array can only be 1D or 2D; got {label} of shape {array.shape}.")
+        hint = " (a single number is not a signal)" if array.ndim == 0 else ""
+        raise AudioError(
+            f"Audio array can only be 1D or 2D; got {label} of shape {array.shape}{hint}."
+        )
+    rows, columns = array.shape if array.ndim == 2 else (0, 0)
+    if 0 < rows <= CHANNELS_FIRST_MAX_ROWS and columns >= CHANNELS_FIRST_MIN_COLUMNS:
+        raise AudioError(
+            f"{label} looks channels-first (shape {array.shape}): pass {label}.T. edgel3 "
+            "reads a 2-D array as (samples, channels), the layout soundfile returns; to "
+            "embed several signals, pass a list of 1-D arrays."
+        )
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise AudioError(f"{label} contains {bad} NaN or infinite sample(s); clean it first.")
     return array
+
+
+def split_signals(audio) -> tuple[list, bool]:
+    """``get_embedding``'s ``audio`` as a list of signals, and whether a list comes out.
+
+    A list or tuple of arrays is several signals (one result each); a list or
+    tuple whose items are all plain numbers (``[0.1, -0.2, ...]``) is ONE
+    signal, as if passed as ``np.asarray(audio)``; anything else is one signal.
+
+    Parameters
+    ----------
+    audio : np.ndarray, list or tuple
+
+    Returns
+    -------
+    signals : list
+    is_list : bool
+        Whether the caller gets lists back.
+
+    Raises
+    ------
+    AudioError
+        For an empty list or tuple.
+
+    Examples
+    --------
+    >>> signals, is_list = split_signals([0.1, 0.2, 0.3])
+    >>> len(signals), signals[0].shape, is_list
+    (1, (3,), False)
+    >>> len(split_signals([np.zeros(3), np.zeros(5)])[0])
+    2
+    """
+    if not isinstance(audio, (list, tuple)):
+        return [audio], False
+    if not audio:
+        raise AudioError("Got an empty list of audio signals.")
+    if all(is_real(item) for item in audio):
+        return [np.asarray(audio)], False
+    return list(audio), True
 
 
 def as_mono(audio, func: str) -> np.ndarray:

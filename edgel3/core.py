@@ -1,6 +1,9 @@
 """The public embedding API: ``get_embedding``, ``process_file(s)``, ``embed_file``.
 
-The functions keep edgel3 0.2.1's signatures; new options are keyword-only.
+The functions keep edgel3 0.2.1's positional order (``get_embedding``,
+``process_file``, ``get_output_path``); every parameter 0.2.1 did not have
+there is keyword-only (``retrain_type`` of ``process_file`` included), and the
+new ``embed_file``/``process_files`` follow ``process_file``'s order.
 Each one resolves its model arguments with :func:`edgel3.reference.resolve_model`,
 checks its arguments with :mod:`edgel3.checks`, and embeds through
 :mod:`edgel3.engine` (one window pipeline, one runner). The sample rate and
@@ -15,6 +18,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import frontend
 from .checks import (
     check_audio,
@@ -23,6 +28,7 @@ from .checks import (
     check_positive_int,
     check_sample_rate,
     check_verbose,
+    split_signals,
 )
 from .engine import EmbeddingStream, embed_path, embed_signals
 from .exceptions import AudioError, EdgeL3Warning, OutputError, ParameterError
@@ -101,15 +107,20 @@ def get_embedding(
     ----------
     audio : np.ndarray [shape=(n,) or (n, channels)] or list of np.ndarray
         Audio samples (soundfile's layout: samples x channels); multichannel
-        audio is averaged. A list gives one result per signal, with windows of
-        all signals batched together.
+        audio is averaged. A channels-first array (at most 8 rows, 64 or more
+        columns) is an error telling you to pass ``audio.T``. A list of arrays
+        gives one result per signal, with windows of all signals batched
+        together; a list of plain numbers is one signal. Integer PCM
+        (``int16``...) needs no scaling: see Notes.
     sr : int or list of int
         Sample rate(s) of ``audio``; audio is resampled to the model's rate
         with the legacy resampler the official numbers depend on.
     model : keras.Model, str, path-like or None
         A loaded model, an official model name (``'sea-64'``, a file stem),
         or a weight file; ``None`` loads the official model given by the next
-        four arguments. Loaded models are cached per process.
+        four arguments. Models loaded by name or file are cached per process
+        and shared (do not modify what :func:`load_model_file` returns;
+        :func:`load_embedding_model` returns a copy of one's own).
     model_type : {'sparse', 'sea'}
     emb_dim : {512, 256, 128, 64}
     retrain_type : {'ft', 'kd'}
@@ -151,6 +162,21 @@ def get_embedding(
         "Provided audio is all zeros"; "Duration of provided audio is shorter
         than window size (1 second). Audio will be padded."
 
+    Notes
+    -----
+    Integer PCM is used unscaled (``int16`` ``q`` embeds exactly like
+    ``q.astype(float)``). The front end normalises each window's spectrogram
+    to its maximum, so the gain cancels: ``q`` gives the embedding of the
+    float signal ``q / 32768`` up to float32 rounding, at most 3.1e-5 for
+    values up to 70 (noise, a chirp, tones; SEA-64 and ``tiny``; 8 and 16
+    kHz; ``tests/test_core.py`` allows 1e-3). Exception: very quiet float
+    input (noise at -60 dB RMS) that is resampled drops under the front end's
+    fixed amplitude floor (1e-10) at the band edge, where the integer input
+    does not: up to 0.25 apart. Against the float signal *before*
+    quantisation, the 16-bit quantisation noise changes the result by itself
+    (3e-4 on noise; up to 20 on a synthetic chirp with an otherwise empty
+    spectrum), as for any int16 recording.
+
     Examples
     --------
     >>> import numpy as np, edgel3
@@ -160,10 +186,7 @@ def get_embedding(
     >>> emb.shape, ts[:3]                                          # doctest: +SKIP
     ((11, 64), array([0. , 0.1, 0.2]))
     """
-    is_list = isinstance(audio, (list, tuple))
-    signals = list(audio) if is_list else [audio]
-    if is_list and not signals:
-        raise AudioError("Got an empty list of audio signals.")
+    signals, is_list = split_signals(audio)
     rates = list(sr) if isinstance(sr, (list, tuple)) else [sr] * len(signals)
     if len(rates) != len(signals):
         raise ParameterError(f"Got {len(signals)} signals but {len(rates)} sample rates.")
@@ -226,22 +249,24 @@ def process_file(
     model=None,
     model_type="sparse",
     emb_dim=128,
-    retrain_type="ft",
     sparsity=95.45,
     center=True,
     hop_size=0.1,
     verbose=True,
     *,
+    retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
 ) -> str:
     """Embed one audio file and save ``embedding`` and ``timestamps`` to an ``.npz``.
 
     The output is ``<output_dir>/<name>[_<suffix>].npz`` (next to the input
-    when ``output_dir`` is None), written atomically. Unlike 0.2.1,
-    ``retrain_type`` is honoured. Files of a minute or more are streamed
-    (read, resampled and framed block by block, :mod:`edgel3.engine`), so
-    memory does not grow with their length; results are identical.
+    when ``output_dir`` is None), written atomically. The positional order is
+    0.2.1's, which had no ``retrain_type`` here: it is keyword-only, and
+    honoured (0.2.1 always loaded the ``'ft'`` model). Files of a minute or
+    more are streamed (read, resampled and framed block by block,
+    :mod:`edgel3.engine`), so memory does not grow with their length; results
+    are identical.
 
     Parameters
     ----------
@@ -249,7 +274,7 @@ def process_file(
         Any file soundfile reads (wav, flac, ogg...).
     output_dir : str or None
     suffix : str or None
-    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size
+    model, model_type, emb_dim, sparsity, center, hop_size, retrain_type
         As in :func:`get_embedding`.
     verbose : bool
         Show a progress bar.
@@ -273,14 +298,14 @@ def process_file(
     output_path = get_output_path(filepath, (suffix or "") + ".npz", output_dir=output_dir)
     embedding, ts = embed_file(
         filepath,
-        model,
-        model_type,
-        emb_dim,
-        retrain_type,
-        sparsity,
-        center,
-        hop_size,
-        1 if verbose else 0,
+        model=model,
+        model_type=model_type,
+        emb_dim=emb_dim,
+        retrain_type=retrain_type,
+        sparsity=sparsity,
+        center=center,
+        hop_size=hop_size,
+        verbose=1 if verbose else 0,
         batch_size=batch_size,
         fast_resample=fast_resample,
     )
@@ -293,25 +318,27 @@ def embed_file(
     model=None,
     model_type="sparse",
     emb_dim=128,
-    retrain_type="ft",
     sparsity=95.45,
     center=True,
     hop_size=0.1,
     verbose=0,
     *,
+    retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
 ):
     """Embed one audio file; files of a minute or more are streamed (flat memory).
 
     Long files are read, resampled and framed block by block
-    (:mod:`edgel3.engine`) with results identical to reading them whole.
+    (:mod:`edgel3.engine`) with results identical to reading them whole. The
+    arguments are :func:`process_file`'s without ``output_dir`` and
+    ``suffix`` (``retrain_type`` keyword-only there and here).
 
     Parameters
     ----------
     filepath : path-like
         Any file soundfile reads.
-    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+    model, model_type, emb_dim, sparsity, center, hop_size, verbose, retrain_type
         As in :func:`get_embedding`.
     batch_size : int
         Windows per forward pass.
@@ -352,11 +379,11 @@ def process_files(
     model=None,
     model_type="sparse",
     emb_dim=128,
-    retrain_type="ft",
     sparsity=95.45,
     center=True,
     hop_size=0.1,
     *,
+    retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     overwrite: bool = False,
     progress: bool = False,
@@ -364,13 +391,15 @@ def process_files(
 ) -> list[FileResult]:
     """Embed many files with one loaded model; a bad file is reported, not fatal.
 
+    The positional order is :func:`process_file`'s (up to ``hop_size``).
+
     Parameters
     ----------
     filepaths : iterable of path-like
         Audio files.
     output_dir, suffix
         As in :func:`process_file`.
-    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size
+    model, model_type, emb_dim, sparsity, center, hop_size, retrain_type
         As in :func:`get_embedding`.
     batch_size : int
         Windows per forward pass.
@@ -409,16 +438,16 @@ def process_files(
                 warnings.simplefilter("always", EdgeL3Warning)
                 process_file(
                     path,
-                    output_dir,
-                    suffix,
-                    loaded,
-                    model_type,
-                    emb_dim,
-                    retrain_type,
-                    sparsity,
-                    center,
-                    hop_size,
-                    False,
+                    output_dir=output_dir,
+                    suffix=suffix,
+                    model=loaded,
+                    model_type=model_type,
+                    emb_dim=emb_dim,
+                    retrain_type=retrain_type,
+                    sparsity=sparsity,
+                    center=center,
+                    hop_size=hop_size,
+                    verbose=False,
                     batch_size=batch_size,
                     fast_resample=fast_resample,
                 )
@@ -432,3 +461,28 @@ def process_files(
             FileResult(path, output, "written", warnings=tuple(str(w.message) for w in caught))
         )
     return results
+
+
+# --------------------------------------------------------------------------- 0.2.1 compatibility
+# The only underscore names of the API: 0.2.1's own tests import them from edgel3.core.
+# edgel3 frames audio with edgel3.frontend and never uses them (nor may other modules).
+
+
+def _center_audio(audio, frame_len):
+    """0.2.1's centring: ``int(frame_len / 2)`` zeros before a 1-D signal (compatibility)."""
+    audio = np.asarray(audio)
+    return np.concatenate([np.zeros(int(frame_len / 2), dtype=audio.dtype), audio])
+
+
+def _pad_audio(audio, frame_len, hop_len):
+    """0.2.1's end padding (compatibility): zeros up to one window or a whole number of hops.
+
+    The padded length is ``frame_len + (n - 1) * hop_len`` for the ``n`` windows
+    :func:`edgel3.frontend.n_windows` frames; an array needing none is returned as is.
+    """
+    audio = np.asarray(audio)
+    n = frontend.n_windows(audio.size, frame_len, hop_len, center=False)
+    missing = frame_len + (n - 1) * hop_len - audio.size
+    if missing <= 0:
+        return audio
+    return np.concatenate([audio, np.zeros(missing, dtype=audio.dtype)])

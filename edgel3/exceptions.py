@@ -3,7 +3,9 @@
 Every error the library raises on purpose derives from :class:`EdgeL3Error`;
 the subclasses also inherit the builtin exception a caller would naturally
 catch (``ValueError`` for bad parameters, ``OSError`` for files), so both
-``except EdgeL3Error`` and ``except ValueError`` work.
+``except EdgeL3Error`` and ``except ValueError`` work. 0.2.1's module paths
+:mod:`edgel3.edgel3_exceptions` and :mod:`edgel3.edgel3_warnings` re-export
+these classes.
 """
 
 __all__ = [
@@ -37,4 +39,9 @@ class OutputError(EdgeL3Error, OSError):
 
 
 class EdgeL3Warning(UserWarning):
-    """Warnings emitted by edgel3 (all-zero audio, audio shorter than one window, ...)."""
+    """Warnings emitted by edgel3 (all-zero audio, audio shorter than one window, ...).
+
+    0.2.1 derived it from ``Warning``; ``UserWarning`` is a subclass of
+    ``Warning``, so 0.2.1's filters and ``except``/``pytest.warns(Warning)``
+    clauses still match it.
+    """

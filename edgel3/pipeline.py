@@ -153,7 +153,9 @@ class WindowStream:
         span = self._buffer[offset : offset + (count - 1) * self.hop + self.sr]
         windows = np.lib.stride_tricks.sliding_window_view(span, self.sr)[:: self.hop]
         self._next = last
-        drop = self._next * self.hop - self._start
+        # A hop longer than a window starts the next window past the samples held:
+        # drop only what is held, or later samples would be misplaced.
+        drop = min(self._next * self.hop - self._start, self._buffer.shape[0])
         # The windows view the old buffer; the next call starts a new one.
         self._buffer = self._buffer[drop:]
         self._start += drop

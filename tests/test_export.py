@@ -409,7 +409,7 @@ def test_cli_export_report_and_embed(toy, tmp_path, capsys):
                 "export",
                 str(keras_file),
                 str(out),
-                "-q",
+                "-Q",
                 "int8",
                 "--calibration",
                 str(audio_dir),

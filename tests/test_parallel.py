@@ -314,7 +314,7 @@ def test_errors_file_and_cli_options(corpus, tmp_path, capsys):
     rc = main([*argv, "--errors-file", str(errors), "--format", "npz", "--hop-size", "0.5"])
     captured = capsys.readouterr()
     assert rc == 1
-    assert "3 written, 0 skipped (output exists; use --overwrite), 2 failed" in captured.out
+    assert "3 written, 0 skipped, 2 failed" in captured.out
     assert "files/s" in captured.out and "audio-seconds/s" in captured.out
     lines = [json.loads(line) for line in errors.read_text().splitlines()]
     assert [Path(e["path"]).name for e in lines] == ["bad.wav", "gone.wav"]

@@ -87,7 +87,7 @@ def test_legacy_resample_stream_checks_its_input():
 
 
 @pytest.mark.parametrize("center", [True, False])
-@pytest.mark.parametrize("hop_size", [0.1, 0.29])
+@pytest.mark.parametrize("hop_size", [0.1, 0.29, 1.125, 2.5])  # hops longer than a window too
 @pytest.mark.parametrize("n_samples", [5, 7999, 8000, 8001, 40_123])
 @pytest.mark.parametrize("known_length", [True, False])
 def test_window_stream_equals_frame_audio(rng, center, hop_size, n_samples, known_length):

@@ -18,7 +18,9 @@ command              module                                      library it driv
 Every command module defines ``DESCRIPTION`` (str), ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit status), and imports nothing heavy at module
 level: TensorFlow, scikit-learn and Ray load inside ``run``, so ``--help`` stays
-light. Argument types and helpers they share are in :mod:`edgel3.commands.common`.
+light. Argument types and helpers they share are in :mod:`edgel3.commands.common`,
+with the option grammar every command follows (one meaning per short flag,
+``-o/--output`` for what a command writes, defaults shown; docs/cli.rst).
 """
 
 from __future__ import annotations

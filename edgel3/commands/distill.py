@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_training_arguments
+from .common import add_training_arguments, positive_int
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -22,7 +22,13 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``distill`` options to ``parser``."""
     add_training_arguments(parser)
-    parser.add_argument("--emb-dim", type=int, default=None, help="default: the teacher's")
+    parser.add_argument(
+        "-e",
+        "--emb-dim",
+        type=positive_int,
+        default=None,
+        help="embedding size of a student built from a family (default: the teacher's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,9 +17,28 @@ import sys
 from ..specs import EMB_DIMS, MODEL_TYPES, RETRAIN_TYPES, SPARSITIES
 from ..version import __version__
 from . import COMMANDS
-from .common import positive_float, positive_int, shard, signature_defaults
+from .common import (
+    add_hop_size,
+    add_no_centering,
+    add_output,
+    add_quiet,
+    positive_float,
+    positive_int,
+    shard,
+    signature_defaults,
+)
 
-__all__ = ["DESCRIPTION", "add_arguments", "run", "defaults"]
+__all__ = [
+    "DESCRIPTION",
+    "EPILOG",
+    "EMBED_DEFAULTS",
+    "NO_AUDIO_STATUS",
+    "add_arguments",
+    "run",
+    "defaults",
+    "no_audio_message",
+    "report_results",
+]
 
 DESCRIPTION = (
     "Compute edgel3 embeddings of audio files and save them as .npz "
@@ -28,80 +47,107 @@ DESCRIPTION = (
     + "."
 )
 
+EPILOG = (
+    "A path named like a command is a command when it comes first: embed it with "
+    "'edgel3 embed models', 'edgel3 ./models' or 'edgel3 models/'. "
+    "TensorFlow's own log lines are hidden unless you set TF_CPP_MIN_LOG_LEVEL "
+    "(0 shows them all) or give --debug. See docs/cli.rst."
+)
+
+#: Defaults of :func:`edgel3.core.process_file`, repeated here because importing
+#: :mod:`edgel3.core` (SciPy) would make ``--help`` slow; :func:`defaults` reads them
+#: from the library and the tests check that the two are equal.
+EMBED_DEFAULTS = {
+    "output_dir": None,
+    "suffix": None,
+    "model": None,
+    "model_type": "sparse",
+    "emb_dim": 128,
+    "retrain_type": "ft",
+    "sparsity": 95.45,
+    "center": True,
+    "hop_size": 0.1,
+    "batch_size": 64,
+}
+
+#: Exit status when no audio file is found (edgel3 0.2.1's ``sys.exit(-1)``).
+NO_AUDIO_STATUS = -1
+
 
 def defaults() -> dict:
-    """Defaults of :func:`edgel3.core.process_file`, the single source for this command's."""
+    """Defaults of :func:`edgel3.core.process_file` (imports :mod:`edgel3.core`)."""
     from ..core import process_file
 
     return signature_defaults(process_file)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``embed`` options to ``parser``."""
-    d = defaults()
+    """Add the ``embed`` options to ``parser`` (edgel3 0.2.1's, short flags included)."""
+    d = EMBED_DEFAULTS
+    parser.epilog = EPILOG
     parser.add_argument(
         "inputs", nargs="*", help="audio files and/or directories (optional with --manifest)"
     )
-    parser.add_argument(
-        "-o",
-        "--output-dir",
+    add_output(
+        parser,
+        "directory for the .npz files (default: next to each input)",
+        dest="output_dir",
+        aliases=("--output-dir",),
+        metavar="DIR",
         default=d["output_dir"],
-        help="directory for the .npz files (default: next to each input)",
     )
     parser.add_argument(
         "-x",
         "--suffix",
         default=d["suffix"],
-        help="string appended to output names: NAME_SUFFIX.npz",
+        help="string appended to output names: NAME_SUFFIX.npz (default: none, NAME.npz)",
     )
     parser.add_argument(
+        "-mtype",
         "--model-type",
         choices=MODEL_TYPES,
         default=d["model_type"],
-        help="model family (default: %(default)s)",
+        help="model family",
     )
     parser.add_argument(
+        "-e",
         "--emb-dim",
         type=int,
         choices=EMB_DIMS,
         default=d["emb_dim"],
-        help="embedding size of 'sea' models (default: %(default)s)",
+        help="embedding size of 'sea' models",
     )
     parser.add_argument(
+        "-retrain",
         "--retrain-type",
         choices=RETRAIN_TYPES,
         default=d["retrain_type"],
-        help="retraining of 'sparse' models (default: %(default)s)",
+        help="retraining of 'sparse' models: fine-tuning or knowledge distillation",
     )
     parser.add_argument(
+        "-sp",
         "--model-sparsity",
-        type=float,
+        type=positive_float,
         choices=SPARSITIES,
         default=d["sparsity"],
-        help="sparsity of 'sparse' models (default: %(default)s)",
+        metavar="PERCENT",
+        help="sparsity of 'sparse' models: "
+        + ", ".join(f"{sparsity:g}" for sparsity in SPARSITIES),
     )
     parser.add_argument(
         "--model",
         default=d["model"],
         help="a model name (see 'edgel3 models': tiny, sea-64, official file stems) or a "
-        "model file (.h5, .h5.gz, .keras, .tflite); overrides the four options above",
+        "model file (.h5, .h5.gz, .keras, .tflite); overrides the four options above "
+        "(default: chosen by them)",
     )
-    parser.add_argument(
-        "--no-centering",
-        action="store_true",
-        help="do not pad half a window at the start (timestamps = window starts)",
-    )
-    parser.add_argument(
-        "--hop-size",
-        type=positive_float,
-        default=d["hop_size"],
-        help="hop between windows in seconds (default: %(default)s)",
-    )
+    add_no_centering(parser, "do not pad half a window at the start (timestamps = window starts)")
+    add_hop_size(parser, d["hop_size"], "seconds between windows")
     parser.add_argument(
         "--batch-size",
         type=positive_int,
         default=d["batch_size"],
-        help="windows per forward pass (default: %(default)s)",
+        help="windows per forward pass",
     )
     parser.add_argument(
         "--overwrite",
@@ -118,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-recursive", action="store_true", help="do not descend into subdirectories"
     )
     _add_batch_arguments(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_quiet(parser, "no progress bar or summary")
     parser.add_argument("--version", action="version", version=f"edgel3 {__version__}")
 
 
@@ -129,7 +175,7 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "--manifest",
         metavar="FILE",
         help="list of input files: .txt (one path per line) or .csv (column 'path'); "
-        "relative paths are relative to FILE's folder",
+        "relative paths are relative to FILE's folder (default: none)",
     )
     group.add_argument(
         "-j",
@@ -151,12 +197,13 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         type=shard,
         metavar="I/N",
         help="embed only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4), chosen by a "
-        "hash of each path: the N shards cover every file exactly once",
+        "hash of each path: the N shards cover every file exactly once (default: all files)",
     )
     group.add_argument(
         "--errors-file",
         metavar="FILE",
-        help="append failed files to FILE (JSON lines: path, error, run, time)",
+        help="append failed files to FILE (JSON lines: path, error, run, time) "
+        "(default: report them on stderr only)",
     )
     group.add_argument(
         "--engine",
@@ -173,8 +220,20 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def no_audio_message(inputs) -> str:
+    """edgel3 0.2.1's message when no audio file is found in ``inputs`` (printed on stdout)."""
+    return f"Edgel3: No WAV files found in {inputs}. Aborting."
+
+
 def run(args: argparse.Namespace) -> int:
-    """Embed the files; returns 0, 1 if any file failed, 2 for a usage error."""
+    """Embed the files.
+
+    Returns
+    -------
+    int
+        0; 1 if any file failed; 2 for a usage error; :data:`NO_AUDIO_STATUS` (-1, as
+        in edgel3 0.2.1) when the inputs hold no audio file.
+    """
     from ..batch import gather_inputs
     from ..core import process_files
 
@@ -186,8 +245,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     files = gather_inputs(args.inputs, manifest=args.manifest, recursive=not args.no_recursive)
     if not files:
-        print("edgel3: no audio files found in the given inputs.", file=sys.stderr)
-        return 1
+        print(no_audio_message(args.inputs + ([args.manifest] if args.manifest else [])))
+        return NO_AUDIO_STATUS
     options = dict(
         output_dir=args.output_dir,
         model=args.model,
@@ -204,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
     )
     batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
     if args.engine == "local" and all(option is None for option in batch):
-        # No batch option: 0.2.1's behaviour (only .npz files, existing outputs skipped).
-        return _report(process_files(files, suffix=args.suffix, **options), args.quiet)
+        # No batch option: every file in this process, with one loaded model.
+        return report_results(process_files(files, suffix=args.suffix, **options), args.quiet)
     options.update(shard=args.shard, errors_file=args.errors_file)
     if args.engine == "ray":
         from ..batch import embed_files_ray
@@ -227,11 +286,24 @@ def run(args: argparse.Namespace) -> int:
             output_format=args.format or "npz",
             **options,
         )
-    return _report(summary.results, args.quiet, summary)
+    return report_results(summary.results, args.quiet, summary)
 
 
-def _report(results, quiet: bool, summary=None) -> int:
-    """Print failures (stderr) and the counts; the exit status (1 if any file failed)."""
+def report_results(results, quiet: bool, summary=None) -> int:
+    """Print failures (stderr) and the counts (stdout, unless ``quiet``).
+
+    Parameters
+    ----------
+    results : list of edgel3.core.FileResult
+    quiet : bool
+    summary : edgel3.batch.RunSummary, optional
+        Adds the throughput line.
+
+    Returns
+    -------
+    int
+        The exit status: 1 if any file failed, else 0.
+    """
     counts = {
         status: sum(r.status == status for r in results)
         for status in ("written", "skipped", "failed")
@@ -240,9 +312,11 @@ def _report(results, quiet: bool, summary=None) -> int:
         if result.status == "failed":
             print(f"edgel3: failed: {result.path}: {result.error}", file=sys.stderr)
     if not quiet:
+        # A file is skipped only when its output exists (see --overwrite).
+        hint = " (output exists; use --overwrite)" if counts["skipped"] else ""
         print(
-            f"{counts['written']} written, {counts['skipped']} skipped (output exists; "
-            f"use --overwrite), {counts['failed']} failed, of {len(results)} files."
+            f"{counts['written']} written, {counts['skipped']} skipped{hint}, "
+            f"{counts['failed']} failed, of {len(results)} files."
         )
         if summary is not None and counts["written"]:
             print(

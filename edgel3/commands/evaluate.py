@@ -8,9 +8,24 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_float, positive_int, signature_defaults
+from .common import (
+    add_hop_size,
+    add_no_centering,
+    add_output,
+    add_quiet,
+    positive_int,
+    signature_defaults,
+)
 
-__all__ = ["DESCRIPTION", "add_arguments", "run", "defaults", "CLASSIFIER_NAMES"]
+__all__ = [
+    "DESCRIPTION",
+    "add_arguments",
+    "run",
+    "defaults",
+    "CLASSIFIER_NAMES",
+    "LAYOUT_NAMES",
+    "EVALUATE_DEFAULTS",
+]
 
 #: ``--classifier`` choices (equal to :data:`edgel3.evaluate.classifiers.CLASSIFIERS`,
 #: repeated here so that ``--help`` does not import scikit-learn).
@@ -24,8 +39,28 @@ DESCRIPTION = (
 )
 
 
+#: ``--layout`` choices (:data:`edgel3.evaluate.datasets.LAYOUTS`), repeated likewise.
+LAYOUT_NAMES = ("auto", "esc50", "us8k", "generic")
+
+#: Defaults of :func:`edgel3.evaluate.evaluate`, repeated so that ``--help`` imports neither
+#: the evaluation package nor :mod:`edgel3.core` (:func:`defaults` reads them from it; a
+#: test checks they are equal).
+EVALUATE_DEFAULTS = {
+    "metadata": None,
+    "layout": "auto",
+    "model": None,
+    "classifier": None,
+    "hop_size": None,
+    "folds": None,
+    "test_folds": None,
+    "seed": 0,
+    "cache_dir": None,
+    "batch_size": 64,
+}
+
+
 def defaults() -> dict:
-    """Defaults of :func:`edgel3.evaluate.evaluate` (the CLI's single source)."""
+    """Defaults of :func:`edgel3.evaluate.evaluate` (imports the evaluation package)."""
     from ..evaluate.api import evaluate
 
     return signature_defaults(evaluate)
@@ -33,19 +68,18 @@ def defaults() -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``evaluate`` options to ``parser``."""
-    from ..evaluate.datasets import LAYOUTS
-
-    d = defaults()
+    d = EVALUATE_DEFAULTS
     parser.add_argument("audio_dir", help="folder with the audio clips (or the dataset root)")
     parser.add_argument(
         "--metadata",
         default=d["metadata"],
-        help="metadata csv (ESC-50/ESC-10, UrbanSound8K or path,label,fold); optional for "
-        "UrbanSound8K foldN/ folders",
+        metavar="CSV",
+        help="metadata csv (ESC-50/ESC-10, UrbanSound8K or path,label,fold) (default: none, "
+        "for UrbanSound8K foldN/ folders)",
     )
     parser.add_argument(
         "--layout",
-        choices=LAYOUTS,
+        choices=LAYOUT_NAMES,
         default=d["layout"],
         help="dataset layout (default: %(default)s, from the csv's columns)",
     )
@@ -63,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=d["model"],
         help="a model name (tiny, sea-64, ...; see 'edgel3 models') or a model file "
-        "(.h5, .h5.gz, .keras, .tflite); default: get_embedding's default model",
+        "(.h5, .h5.gz, .keras, .tflite) (default: get_embedding's default model)",
     )
     parser.add_argument(
         "--classifier",
@@ -77,19 +111,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fast settings: hop 0.5 s, logistic regression, no grid search",
     )
-    parser.add_argument(
-        "--hop-size",
-        type=positive_float,
-        default=d["hop_size"],
-        help="hop between windows in seconds (default: 0.1, or 0.5 with --quick)",
+    add_hop_size(
+        parser,
+        d["hop_size"],
+        "seconds between windows (default: 0.1, or 0.5 with --quick)",
     )
+    add_no_centering(parser, "do not pad half a window at the start of each clip")
     parser.add_argument(
-        "--no-centering",
-        action="store_true",
-        help="do not pad half a window at the start of each clip",
-    )
-    parser.add_argument(
-        "--folds", nargs="+", default=d["folds"], help="use only the clips of these folds"
+        "--folds",
+        nargs="+",
+        default=d["folds"],
+        help="use only the clips of these folds (default: all)",
     )
     parser.add_argument(
         "--test-folds",
@@ -97,28 +129,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d["test_folds"],
         help="hold out only these folds (default: every fold)",
     )
-    parser.add_argument(
-        "--seed", type=int, default=d["seed"], help="random seed (default: %(default)s)"
-    )
-    parser.add_argument(
-        "-o",
-        "--out",
+    parser.add_argument("--seed", type=int, default=d["seed"], help="random seed")
+    add_output(
+        parser,
+        "output folder for the report and figures",
+        dest="out",
+        aliases=("--out",),
+        metavar="DIR",
         default="edgel3_evaluation",
-        help="output folder for the report and figures (default: %(default)s)",
     )
     parser.add_argument(
         "--cache-dir",
         default=d["cache_dir"],
-        help="embedding cache (default: $EDGEL3_CACHE_DIR/embeddings, else OUT/embeddings)",
+        metavar="DIR",
+        help="embedding cache (default: $EDGEL3_CACHE_DIR/embeddings, else OUTPUT/embeddings)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument(
         "--batch-size",
         type=positive_int,
         default=d["batch_size"],
-        help="windows per forward pass (default: %(default)s)",
+        help="windows per forward pass",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars; summary only")
+    add_quiet(parser, "no progress bars; summary only")
 
 
 def run(args: argparse.Namespace) -> int:

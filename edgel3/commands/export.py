@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_float, positive_int, signature_defaults
+from .common import add_output, add_quiet, positive_float, positive_int, signature_defaults
 
 __all__ = [
     "DESCRIPTION",
@@ -17,6 +17,8 @@ __all__ = [
     "defaults",
     "QUANTIZATION_NAMES",
     "VARIANT_NAMES",
+    "EXPORT_DEFAULTS",
+    "output_path",
 ]
 
 #: Equal to :data:`edgel3.export.convert.QUANTIZATIONS` / ``VARIANTS`` (a test checks),
@@ -32,8 +34,20 @@ DESCRIPTION = (
 )
 
 
+#: Defaults of :func:`edgel3.export.export_model`, repeated so that ``--help`` does not
+#: import the converter (:func:`defaults` reads them from it; a test checks they are equal).
+EXPORT_DEFAULTS = {
+    "quantization": "none",
+    "variant": None,
+    "calibration": None,
+    "calibration_windows": 200,
+    "calibration_hop": 0.5,
+    "bands": 1,
+}
+
+
 def defaults() -> dict:
-    """Defaults of :func:`edgel3.export.export_model` (the CLI's single source)."""
+    """Defaults of :func:`edgel3.export.export_model` (imports the converter)."""
     from ..export.convert import export_model
 
     return signature_defaults(export_model)
@@ -41,17 +55,29 @@ def defaults() -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``export`` options to ``parser``."""
-    d = defaults()
+    d = EXPORT_DEFAULTS
     parser.add_argument(
         "model", help="a model name (tiny, sea-64, ...; see 'edgel3 models'), .h5/.h5.gz or .keras"
     )
-    parser.add_argument("output", help="the .tflite file to write (OUTPUT.json goes beside it)")
     parser.add_argument(
-        "-q",
+        "output_positional",
+        nargs="?",
+        metavar="OUTPUT",
+        help="the .tflite file to write, as -o OUTPUT (the older spelling)",
+    )
+    add_output(
+        parser,
+        "the .tflite file to write, OUTPUT.json beside it (required: here or as the "
+        "second argument)",
+        metavar="OUTPUT",
+    )
+    parser.add_argument(
+        "-Q",
         "--quantization",
         choices=QUANTIZATION_NAMES,
         default=d["quantization"],
-        help="(default: %(default)s)",
+        help="weights/activations precision: none (float32), float16, dynamic (int8 "
+        "weights) or int8 (full integer, needs --calibration)",
     )
     parser.add_argument(
         "--variant",
@@ -65,19 +91,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="AUDIO",
         default=d["calibration"],
-        help="audio files/folders whose windows calibrate int8 activations (required for int8)",
+        help="audio files/folders whose windows calibrate int8 activations (required for "
+        "int8; default: none)",
     )
     parser.add_argument(
         "--calibration-windows",
         type=positive_int,
         default=d["calibration_windows"],
-        help="most calibration windows (default: %(default)s)",
+        metavar="N",
+        help="most calibration windows",
     )
     parser.add_argument(
         "--calibration-hop",
         type=positive_float,
         default=d["calibration_hop"],
-        help="seconds between calibration windows in a file (default: %(default)s)",
+        metavar="SECONDS",
+        help="seconds between calibration windows in a file",
     )
     parser.add_argument(
         "--dynamic-batch",
@@ -88,6 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bands",
         type=positive_int,
         default=d["bands"],
+        metavar="N",
         help="backbone: run the first (full-resolution) stage in N bands, one after the "
         "other, for a smaller LiteRT-Micro arena (default: %(default)s, no banding)",
     )
@@ -96,13 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="AUDIO",
         help="compare the export with the Keras model on windows of these files/folders "
-        "(max |diff| / scale, cosine, windows/s)",
+        "(max |diff| / scale, cosine, windows/s) (default: no check)",
     )
     parser.add_argument(
         "--check-windows",
         type=positive_int,
         default=64,
-        help="windows used by --check (default: %(default)s)",
+        metavar="N",
+        help="windows used by --check",
     )
     parser.add_argument(
         "--report",
@@ -116,33 +147,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --report: budget name (cortex-m7) or 'name:flash=2MiB,ram=1MiB,"
         "inference=512KiB'; repeatable (default: cortex-m7)",
     )
+    add_quiet(parser, "do not print what was written (--check and --report still print)")
+
+
+def output_path(args: argparse.Namespace) -> str:
+    """The output file given as ``-o OUTPUT`` or as the second positional argument.
+
+    Raises
+    ------
+    ParameterError
+        If neither or two different ones are given.
+    """
+    from ..exceptions import ParameterError
+
+    given = {path for path in (args.output, args.output_positional) if path}
+    if len(given) != 1:
+        raise ParameterError(
+            "Give the .tflite file to write once: edgel3 export MODEL -o OUTPUT.tflite"
+            + (f"; got {sorted(given)}." if given else ".")
+        )
+    return given.pop()
 
 
 def run(args: argparse.Namespace) -> int:
     """Export, then optionally check fidelity and print the memory report."""
     from ..export.calibration import calibration_data
     from ..export.convert import export_model
+    from ..tf_logging import quiet_native_logs
 
-    result = export_model(
-        args.model,
-        args.output,
-        quantization=args.quantization,
-        variant=args.variant,
-        calibration=args.calibration,
-        calibration_windows=args.calibration_windows,
-        calibration_hop=args.calibration_hop,
-        batch_size=None if args.dynamic_batch else 1,
-        bands=args.bands,
-    )
-    print(
-        f"wrote {result.path} ({result.size:,} bytes; {result.variant}, {result.quantization}"
-        + (
-            f", calibrated on {result.calibration_windows} windows"
-            if result.calibration_windows
-            else ""
+    with quiet_native_logs():  # the converter's and LiteRT's C++ log lines
+        result = export_model(
+            args.model,
+            output_path(args),
+            quantization=args.quantization,
+            variant=args.variant,
+            calibration=args.calibration,
+            calibration_windows=args.calibration_windows,
+            calibration_hop=args.calibration_hop,
+            batch_size=None if args.dynamic_batch else 1,
+            bands=args.bands,
         )
-        + f") and {result.sidecar}"
-    )
+    if not args.quiet:
+        print(
+            f"wrote {result.path} ({result.size:,} bytes; {result.variant}, {result.quantization}"
+            + (
+                f", calibrated on {result.calibration_windows} windows"
+                if result.calibration_windows
+                else ""
+            )
+            + f") and {result.sidecar}"
+        )
     if args.check:
         from ..export.fidelity import compare_embeddings
         from ..litert import LiteRTModel
@@ -151,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
         model = resolve_model(args.model).load()  # cached: the model export_model loaded
         exported = LiteRTModel(result.path)
         windows = calibration_data(args.check, exported.sample_rate, max_windows=args.check_windows)
-        stats = compare_embeddings(model, exported, windows)
+        with quiet_native_logs():
+            stats = compare_embeddings(model, exported, windows)
         print(
             f"check on {stats['windows']} windows: max |diff| {stats['max_abs_diff']:.4g} "
             f"({stats['max_abs_diff_relative']:.2e} of the embedding scale {stats['scale']:.4g}), "

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_output
+
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
 DESCRIPTION = (
     "Memory report of a model or an exported .tflite file: parameters, static size per "
     "precision (dense and sparse-encoded), MACs per window, largest activation and the peak "
     "of live activations (sequential and in-place schedules), checked against budgets. "
-    "Prints text; --json writes the same as JSON."
+    "Prints text (--json: JSON); -o FILE also writes the report as JSON."
 )
 
 
@@ -38,8 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-budget", action="store_true", help="check no budget (just the figures)"
     )
     parser.add_argument(
-        "--json", metavar="FILE", help="also write the report as JSON to FILE ('-': stdout only)"
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print the report as JSON instead of text (default: text); '--json FILE' "
+        "(the older spelling of -o FILE) prints text and writes JSON to FILE",
     )
+    add_output(parser, "also write the report as JSON to this file (default: print only)")
     parser.add_argument("--no-layers", action="store_true", help="leave out the per-layer table")
     parser.add_argument(
         "--include-frontend",
@@ -60,13 +68,14 @@ def run(args: argparse.Namespace) -> int:
     budgets = [] if args.no_budget else [parse_budget(b) for b in (args.budget or ["cortex-m7"])]
     model = args.model
     report = memory_report(model, budgets=budgets, include_frontend=args.include_frontend)
+    json_file = args.output or (args.json if args.json != "-" else None)
     if args.json == "-":
         print(report.to_json())
     else:
         print(report.format(layers=not args.no_layers))
-        if args.json:
-            report.to_json(args.json)
-            print(f"wrote {args.json}", file=sys.stderr)
+    if json_file:
+        report.to_json(json_file)
+        print(f"wrote {json_file}", file=sys.stderr)
     if args.fail_over_budget and not report.passed():
         return 3
     return 0

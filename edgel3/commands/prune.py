@@ -9,9 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import float_list, int_list
+from .common import add_output, float_list, int_list, positive_int
 
-__all__ = ["DESCRIPTION", "add_arguments", "run", "parse_plan"]
+__all__ = [
+    "DESCRIPTION",
+    "add_arguments",
+    "run",
+    "parse_plan",
+    "METRIC_NAMES",
+    "SWEEP_DEFAULTS",
+]
 
 DESCRIPTION = (
     "Compress an edgel3 model: per-layer magnitude pruning to a plan (official plans "
@@ -20,25 +27,66 @@ DESCRIPTION = (
 )
 
 
+#: ``--metric`` choices and the sweep's defaults: those of
+#: :func:`edgel3.compress.sensitivity.sensitivity_sweep`, repeated so that ``--help`` does
+#: not import the compression package (tests/test_cli_grammar.py checks they are equal).
+METRIC_NAMES = ("relative_l2", "cosine", "mse")
+SWEEP_DEFAULTS = {"sparsities": [70, 80, 85, 90, 95], "metric": "relative_l2"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``prune`` options to ``parser``."""
-    parser.add_argument("model", help="official name (sea-64, ...), 'tiny' or a model file")
-    parser.add_argument("-o", "--output", help="output model (.keras, or .h5/.h5.gz legacy)")
-    parser.add_argument(
-        "--plan", help="official plan name (e.g. 95.45) or comma-separated per-conv sparsities"
+    parser.add_argument("model", help="official model name (sea-64, ...), 'tiny' or a model file")
+    add_output(
+        parser,
+        "the compressed model file to write: .keras, or .h5/.h5.gz in the legacy layout "
+        "(required with --plan, --filters or --depth)",
     )
     parser.add_argument(
-        "--filters", type=int_list, help="filters to keep per conv, e.g. 16,16,32,..."
+        "--plan",
+        metavar="PLAN",
+        help="official plan name (53.5 ... 95.45, 97, 98, 99) or comma-separated per-conv "
+        "sparsities in percent (default: no magnitude pruning)",
     )
     parser.add_argument(
-        "--depth", type=int, help="keep this many convs (embedding from an earlier conv)"
+        "--filters",
+        type=int_list,
+        metavar="N,N,...",
+        help="filters to keep per conv, e.g. 16,16,32,... (default: all)",
     )
     parser.add_argument(
-        "--sensitivity", nargs="+", metavar="AUDIO", help="sweep: audio files/folders to compare on"
+        "--depth",
+        type=positive_int,
+        metavar="N",
+        help="keep the first N convs; the embedding comes from the last one kept (default: all)",
     )
-    parser.add_argument("--sparsities", type=float_list, default=[70, 80, 85, 90, 95])
-    parser.add_argument("--metric", choices=("relative_l2", "cosine", "mse"), default="relative_l2")
-    parser.add_argument("--max-windows", type=int, default=256, help="windows used by the sweep")
+    parser.add_argument(
+        "--sensitivity",
+        nargs="+",
+        metavar="AUDIO",
+        help="instead of pruning: sweep each conv's sensitivity on windows of these audio "
+        "files/folders (default: no sweep)",
+    )
+    parser.add_argument(
+        "--sparsities",
+        type=float_list,
+        default=SWEEP_DEFAULTS["sparsities"],
+        metavar="S,S,...",
+        help="sweep: sparsities in percent tried per conv",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=METRIC_NAMES,
+        default=SWEEP_DEFAULTS["metric"],
+        help="sweep: how embeddings of the pruned model are compared with the original's",
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="sweep: audio windows compared, evenly spaced",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_training_arguments
+from .common import add_training_arguments, positive_int
 
-__all__ = ["DESCRIPTION", "add_arguments", "run"]
+#: ``--sampling`` choices: :data:`edgel3.compress.sea.SAMPLINGS`, repeated so that ``--help``
+#: does not import the compression package (tests/test_cli_grammar.py checks they are equal).
+SAMPLING_NAMES = ("random", "relevance", "diversity", "diversity_relevance")
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "SAMPLING_NAMES"]
 
 DESCRIPTION = (
     "SEA: fit StandardScaler + PCA(d) on a sample (random, relevance, diversity k-DPP, "
@@ -21,12 +25,30 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``sea`` options to ``parser``."""
-    from ..compress.sea import SAMPLINGS
-
     add_training_arguments(parser)
-    parser.add_argument("--dim", type=int, default=64, help="PCA dimension d (default: 64)")
-    parser.add_argument("--sampling", choices=SAMPLINGS, default="random")
-    parser.add_argument("--n-samples", type=int, default=None, help="points used to fit PCA")
+    parser.add_argument(
+        "-e",
+        "--emb-dim",
+        "--dim",
+        dest="emb_dim",
+        type=positive_int,
+        default=64,
+        help="PCA dimension d: the student's embedding size (--dim: the older spelling)",
+    )
+    parser.add_argument(
+        "--sampling",
+        choices=SAMPLING_NAMES,
+        default="random",
+        help="how the points that fit the PCA are chosen from the teacher's embeddings",
+    )
+    parser.add_argument(
+        "--n-samples",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="points used to fit the PCA (default: every embedding; at most 5000 for the "
+        "diversity samplings)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from ..compress.sea import SEAProjection, sea_distill
     from .common import prepare_training, save_model
 
-    teacher, data, student, options = prepare_training(args, args.dim)
+    teacher, data, student, options = prepare_training(args, args.emb_dim)
     projection = SEAProjection(
-        args.dim, sampling=args.sampling, n_samples=args.n_samples, random_state=args.seed
+        args.emb_dim, sampling=args.sampling, n_samples=args.n_samples, random_state=args.seed
     )
     target_cache = options.pop("target_cache")
     result, projection = sea_distill(
