@@ -14,7 +14,7 @@ from edgel3.evaluate.datasets import (
     load_dataset,
     load_esc50,
 )
-from edgel3.evaluate.metadata import check_folds, keep_existing, sorted_unique
+from edgel3.evaluate.metadata import check_folds, sorted_unique
 from edgel3.exceptions import EdgeL3Warning, ParameterError
 
 from .conftest import DATA_DIR
@@ -43,9 +43,9 @@ def test_esc10_metadata_read_in_place():
 
 @pytest.mark.shared
 def test_esc50_csv_with_esc10_audio_needs_skip():
-    with pytest.raises(ParameterError, match="1600 of 2000 rows have no audio"):
+    with pytest.raises(ParameterError, match=r"audio file not found in .*\(1600 of 2000 rows\)"):
         load_esc50(ESC10, ESC10 / "meta" / "esc50.csv")
-    with pytest.warns(EdgeL3Warning, match="1600 of 2000"):
+    with pytest.warns(EdgeL3Warning, match="skipped 1600 of 2000 metadata rows"):
         ds = load_esc50(ESC10, ESC10 / "meta" / "esc50.csv", missing="skip")
     assert len(ds) == 400 and len(ds.classes) == 10
 
@@ -138,9 +138,15 @@ def test_fold_helpers():
 
 
 def test_missing_must_be_error_or_skip(tmp_path):
-    with pytest.warns(EdgeL3Warning, match="1 of 2 rows have no audio"):
-        assert keep_existing([tmp_path, None], tmp_path, "skip", "rows") == [0]
+    _touch(tmp_path / "a.wav")
+    _touch(tmp_path / "c.wav")
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,label,fold\na.wav,x,1\nb.wav,y,2\nc.wav,y,1\n")
+    with pytest.warns(EdgeL3Warning, match=r'skipped 1 of 3 .*"b.wav" \(metadata line 3\)'):
+        ds = load_dataset(tmp_path, csv, missing="skip")
+    assert [p.name for p in ds.paths] == ["a.wav", "c.wav"] and ds.lines == (2, 4)
+    assert ds.skipped == ('"b.wav" (metadata line 3)',)
     with pytest.raises(ParameterError, match=r"missing must be one of \('error', 'skip'\)"):
-        keep_existing([tmp_path], tmp_path, "ignore", "rows")
+        load_dataset(tmp_path, csv, missing="ignore")
     with pytest.raises(ParameterError, match="Invalid multilabel value 'yes'"):
         load_dataset(tmp_path, tmp_path / "m.csv", multilabel="yes")

@@ -177,14 +177,16 @@ class _PlantedClassifier(ClassifierMixin, BaseEstimator):
 
 
 def test_report_scores_hand_checked(tmp_path):
-    # Two folds, two clips each; clip scores are means of planted frame probabilities.
+    # Two folds, two clips each, both classes in each fold (a fold whose training
+    # folds lack a class cannot be held out); clip scores are means of planted
+    # frame probabilities.
     embeddings = [
         np.array([[0, 0.9, 0.1], [0, 0.3, 0.7]]),  # mean (0.6, 0.4) -> 0, true 0: right
         np.array([[1, 0.2, 0.8]]),  # -> 1, true 1: right
         np.array([[2, 0.4, 0.6], [2, 0.8, 0.2]]),  # mean (0.6, 0.4) -> 0, true 1: wrong
-        np.array([[3, 0.1, 0.9]]),  # -> 1, true 1: right
+        np.array([[3, 0.9, 0.1]]),  # -> 0, true 0: right
     ]
-    labels = np.array([0, 1, 1, 1])
+    labels = np.array([0, 1, 1, 0])
     folds = [1, 1, 2, 2]
     cv = cross_validate(embeddings, labels, folds, estimator=_PlantedClassifier())
     # Tolerance 1e-6: frame features are stored as float32.
@@ -220,10 +222,11 @@ def test_report_scores_hand_checked(tmp_path):
     assert report["accuracy"]["per_fold"] == [1.0, 0.5]
     assert report["accuracy"]["mean"] == pytest.approx(0.75, abs=1e-12)
     assert report["accuracy"]["std"] == pytest.approx(0.25, abs=1e-12)
-    # Pooled: class a predicted for clips 0 and 2 (1 right); class b for 1 and 3.
-    assert report["per_class"]["a"]["precision"] == pytest.approx(0.5, abs=1e-12)
-    assert report["per_class"]["b"]["recall"] == pytest.approx(2 / 3, abs=1e-12)
-    assert report["confusion_matrix"]["matrix"] == [[1, 0], [1, 2]]
+    # Pooled: class a predicted for clips 0, 2 and 3 (2 right); class b for clip 1
+    # (right) of its clips 1 and 2.
+    assert report["per_class"]["a"]["precision"] == pytest.approx(2 / 3, abs=1e-12)
+    assert report["per_class"]["b"]["recall"] == pytest.approx(1 / 2, abs=1e-12)
+    assert report["confusion_matrix"]["matrix"] == [[2, 0], [1, 1]]
     assert "accuracy 0.7500 +- 0.2500" in format_summary(report)
 
 

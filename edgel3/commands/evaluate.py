@@ -7,6 +7,8 @@ scikit-learn load inside :func:`run` only, so ``edgel3 evaluate --help`` stays l
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from .common import (
     add_hop_size,
@@ -155,18 +157,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one evaluation and print its summary; returns 0."""
+    """Run one evaluation and print its summary; returns 0.
+
+    The rows ``--skip-missing`` leaves out are named on one
+    ``edgel3: warning: ...`` line on stderr (and listed in ``report.json``).
+    Invalid metadata raises before anything is embedded or written.
+    """
     from ..evaluate.api import evaluate
     from ..evaluate.datasets import load_dataset
     from ..evaluate.report import format_summary
+    from ..exceptions import EdgeL3Warning
 
-    dataset = load_dataset(
-        args.audio_dir,
-        args.metadata,
-        layout=args.layout,
-        multilabel=args.multilabel,
-        missing="skip" if args.skip_missing else "error",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EdgeL3Warning)
+        dataset = load_dataset(
+            args.audio_dir,
+            args.metadata,
+            layout=args.layout,
+            multilabel=args.multilabel,
+            missing="skip" if args.skip_missing else "error",
+        )
+    for warning in caught:
+        if issubclass(warning.category, EdgeL3Warning):
+            print(f"edgel3: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     report = evaluate(
         dataset,
         model=args.model,

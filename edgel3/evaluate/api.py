@@ -115,7 +115,9 @@ def evaluate(
     Raises
     ------
     ParameterError
-        For bad options, layouts, folds or models.
+        For bad options, layouts or models, invalid metadata rows, or folds
+        that cannot be held out (``docs/evaluate.rst``, Metadata checks);
+        all raised before anything is embedded or written.
     AudioError
         For unreadable audio files.
     WeightsError
@@ -129,7 +131,7 @@ def evaluate(
     >>> report['accuracy']['mean'], report['accuracy']['std']    # doctest: +SKIP
     """
     from .classifiers import make_classifier
-    from .protocol import cross_validate
+    from .protocol import check_splits, cross_validate, expand_grid
 
     start = time.perf_counter()
     if not isinstance(dataset, Dataset):
@@ -138,10 +140,6 @@ def evaluate(
         raise ParameterError("metadata is only used when dataset is a folder, not a Dataset.")
     if folds is not None:
         dataset = dataset.subset(folds)
-    if len(dataset.fold_names) < 2:
-        raise ParameterError(
-            f"Leave-one-fold-out needs at least two folds; got {list(dataset.fold_names)}."
-        )
     seed = check_non_negative_int(seed, "seed")
     quick = check_flag(quick, "quick")
     plots = check_flag(plots, "plots")
@@ -163,6 +161,17 @@ def evaluate(
         )
     if param_grid is not None:
         grid = dict(param_grid)
+    # Every held-out fold must be trainable and scorable before anything is embedded.
+    check_splits(
+        dataset.labels,
+        dataset.folds,
+        test_folds=test_folds,
+        groups=dataset.groups,
+        n_candidates=len(expand_grid(grid)),
+        seed=seed,
+        classes=dataset.classes,
+        names=dataset.describe,
+    )
     if out_dir is not None:
         out_dir = Path(out_dir)
     if cache_dir is None and out_dir is not None:
@@ -211,6 +220,7 @@ def evaluate(
         "classification_s": classified - embedded,
     }
     report = build_report(dataset, cv, info, settings=settings, timings=timings)
+    report["dataset"]["skipped"] = list(dataset.skipped)
     if out_dir is not None:
         files = report["files"]
         files["predictions"] = write_predictions(dataset, cv, out_dir / "predictions.csv")

@@ -19,14 +19,21 @@ from ..checks import check_choice, check_flag
 from ..exceptions import ParameterError
 from .metadata import (
     AUDIO_SUFFIXES,
+    Problems,
+    check_classes,
     check_folds,
+    class_names,
+    describe_row,
+    detect_layout,
+    find_audio,
+    fold_column,
     fold_dirs,
-    fold_value,
-    keep_existing,
+    found_rows,
+    integer_column,
     read_csv,
     require_columns,
-    resolve_audio,
     sorted_unique,
+    text_column,
 )
 
 __all__ = [
@@ -82,6 +89,11 @@ class Dataset:
     multilabel : bool
     metadata : str or None
         The metadata file the dataset was read from.
+    lines : tuple of int [length n], optional
+        The metadata line of each clip (empty when the clips came from folders).
+    skipped : tuple of str
+        The metadata rows left out because their audio was missing
+        (``missing='skip'``), as messages name them.
     """
 
     paths: tuple
@@ -93,6 +105,8 @@ class Dataset:
     layout: str = "generic"
     multilabel: bool = False
     metadata: str | None = None
+    lines: tuple = ()
+    skipped: tuple = ()
     fold_names: tuple = field(init=False)
 
     def __post_init__(self):
@@ -114,15 +128,18 @@ class Dataset:
                 f"labels must index into the {len(self.classes)} classes; "
                 f"got values from {labels.min()} to {labels.max()}."
             )
-        if len(self.folds) != n or len(self.groups) != n:
+        if len(self.folds) != n or len(self.groups) != n or len(self.lines) not in (0, n):
             raise ParameterError(
-                f"Got {n} paths but {len(self.folds)} folds and {len(self.groups)} groups."
+                f"Got {n} paths but {len(self.folds)} folds, {len(self.groups)} groups and "
+                f"{len(self.lines)} metadata lines."
             )
         object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "folds", tuple(self.folds))
         object.__setattr__(self, "groups", tuple(str(g) for g in self.groups))
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "lines", tuple(self.lines))
+        object.__setattr__(self, "skipped", tuple(self.skipped))
         object.__setattr__(self, "fold_names", sorted_unique(self.folds))
 
     def __len__(self) -> int:
@@ -133,6 +150,13 @@ class Dataset:
             f"Dataset(name={self.name!r}, clips={len(self)}, classes={len(self.classes)}, "
             f"folds={list(self.fold_names)}, multilabel={self.multilabel})"
         )
+
+    def describe(self, index: int) -> str:
+        """How messages name a clip: ``"a.wav" (metadata line 6)``, or ``"fold1/a.wav"``."""
+        path = self.paths[index]
+        if self.lines:
+            return describe_row(path.name, self.lines[index])
+        return describe_row(f"{path.parent.name}/{path.name}")
 
     def subset(self, folds) -> Dataset:
         """Return the clips of the given folds only.
@@ -159,6 +183,7 @@ class Dataset:
             labels=self.labels[keep],
             folds=tuple(self.folds[i] for i in keep),
             groups=tuple(self.groups[i] for i in keep),
+            lines=tuple(self.lines[i] for i in keep) if self.lines else (),
         )
 
 
@@ -184,27 +209,40 @@ def load_esc50(audio_dir, metadata, *, missing: str = "error", name: str | None 
     -------
     Dataset
         Classes in ``target`` order; groups are the Freesound ``src_file`` ids.
+
+    Raises
+    ------
+    ParameterError
+        For invalid rows (see ``docs/evaluate.rst``, Metadata checks), all named
+        in one message, or fewer than two classes.
     """
     audio_dir, metadata = Path(audio_dir), Path(metadata)
     columns, rows = read_csv(metadata)
     require_columns(columns, ("filename", "fold", "target"), metadata, "esc50")
-    paths = [resolve_audio(audio_dir, row["filename"]) for row in rows]
-    rows = [rows[i] for i in keep_existing(paths, audio_dir, missing, "rows")]
-    paths = [p for p in paths if p is not None]
-    names = {}
-    for row in rows:
-        names[int(row["target"])] = row.get("category") or row["target"]
-    targets = sorted(names)
-    index = {t: i for i, t in enumerate(targets)}
+    problems = Problems(metadata, len(rows))
+    folds = fold_column(rows, problems, "filename")
+    targets = integer_column(rows, "target", problems, "filename", non_negative=True)
+    names = [row["filename"] for row in rows]
+    paths = find_audio(rows, names, audio_dir, missing, problems)
+    category = class_names(rows, targets, "category", problems, "filename")
+    problems.raise_if_any()
+    keep, skipped = found_rows(rows, paths, names, metadata, audio_dir)
+    ids = sorted({targets[i] for i in keep})
+    index = {t: i for i, t in enumerate(ids)}
+    classes = [category.get(t) or str(t) for t in ids]
+    labels = [index[targets[i]] for i in keep]
+    check_classes(classes, labels, metadata)
     return Dataset(
-        paths=paths,
-        labels=[index[int(row["target"])] for row in rows],
-        folds=[fold_value(row["fold"]) for row in rows],
-        classes=[names[t] for t in targets],
-        groups=[row.get("src_file") or row["filename"] for row in rows],
+        paths=[paths[i] for i in keep],
+        labels=labels,
+        folds=[folds[i] for i in keep],
+        classes=classes,
+        groups=[rows[i].get("src_file") or names[i] for i in keep],
         name=name or metadata.stem,
         layout="esc50",
         metadata=str(metadata),
+        lines=[rows[i].line for i in keep],
+        skipped=skipped,
     )
 
 
@@ -220,7 +258,8 @@ def load_us8k(
     metadata : path-like, optional
         ``UrbanSound8K.csv`` (``slice_file_name,fsID,...,fold,classID,class``).
         Without it, folds come from the folder names and classes from the file
-        names ``{fsID}-{classID}-{occurrenceID}-{sliceID}.wav``.
+        names ``{fsID}-{classID}-{occurrenceID}-{sliceID}.wav``; an audio file
+        named otherwise is an error (hidden files are ignored).
     missing : {'error', 'skip'}
     name : str
 
@@ -228,61 +267,94 @@ def load_us8k(
     -------
     Dataset
         Groups are the Freesound ``fsID`` ids.
+
+    Raises
+    ------
+    ParameterError
+        For invalid rows or misnamed files (all named in one message) or one class.
     """
     audio_dir = Path(audio_dir)
-    if metadata is not None:
-        metadata = Path(metadata)
-        columns, rows = read_csv(metadata)
-        require_columns(columns, ("slice_file_name", "fold", "classID"), metadata, "us8k")
-        paths = [
-            resolve_audio(audio_dir, os.path.join(f"fold{row['fold']}", row["slice_file_name"]))
-            for row in rows
-        ]
-        rows = [rows[i] for i in keep_existing(paths, audio_dir, missing, "rows")]
-        paths = [p for p in paths if p is not None]
-        records = [
-            (
-                int(row["classID"]),
-                row.get("class", ""),
-                int(row["fold"]),
-                row.get("fsID") or row["slice_file_name"],
-            )
-            for row in rows
-        ]
-    else:
-        root = audio_dir / "audio" if not fold_dirs(audio_dir) else audio_dir
-        found = fold_dirs(root)
-        if not found:
-            raise ParameterError(
-                f'No fold folders (fold1, fold2, ...) found in "{audio_dir}"; '
-                "pass the UrbanSound8K metadata csv or another layout."
-            )
-        paths, records = [], []
-        for fold, folder in found:
-            for path in sorted(folder.iterdir()):
-                match = _US8K_NAME.match(path.stem)
-                if not (match and path.suffix.lower() in AUDIO_SUFFIXES):
-                    continue
-                class_id = int(match["classid"])
-                paths.append(path)
-                records.append((class_id, "", fold, match["fsid"]))
-        if not paths:
-            raise ParameterError(
-                f'No "fsID-classID-occurrenceID-sliceID" audio files found in "{root}".'
-            )
+    if metadata is None:
+        return _load_us8k_folders(audio_dir, name)
+    metadata = Path(metadata)
+    columns, rows = read_csv(metadata)
+    require_columns(columns, ("slice_file_name", "fold", "classID"), metadata, "us8k")
+    problems = Problems(metadata, len(rows))
+    folds = fold_column(rows, problems, "slice_file_name")
+    ids = integer_column(rows, "classID", problems, "slice_file_name", non_negative=True)
+    class_name = class_names(rows, ids, "class", problems, "slice_file_name")
+    names = [row["slice_file_name"] for row in rows]
+    # A row with an invalid fold is reported for its fold only (None: not looked up).
+    listed = [
+        None if f is None else os.path.join(f"fold{f}", n) if n else ""
+        for f, n in zip(folds, names)
+    ]
+    paths = find_audio(rows, listed, audio_dir, missing, problems)
+    problems.raise_if_any()
+    keep, skipped = found_rows(rows, paths, names, metadata, audio_dir)
+    return _us8k_dataset(
+        [paths[i] for i in keep],
+        [
+            (ids[i], class_name.get(ids[i], ""), folds[i], rows[i].get("fsID") or names[i])
+            for i in keep
+        ],
+        name,
+        metadata,
+        lines=[rows[i].line for i in keep],
+        skipped=skipped,
+    )
+
+
+def _load_us8k_folders(audio_dir: Path, name: str) -> Dataset:
+    root = audio_dir / "audio" if not fold_dirs(audio_dir) else audio_dir
+    found = fold_dirs(root)
+    if not found:
+        raise ParameterError(
+            f'No fold folders (fold1, fold2, ...) found in "{audio_dir}"; '
+            "pass the UrbanSound8K metadata csv or another layout."
+        )
+    audio = [
+        (fold, path)
+        for fold, folder in found
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
+    ]
+    problems = Problems(root, len(audio), unit="audio files")
+    paths, records = [], []
+    for fold, path in audio:
+        match = _US8K_NAME.match(path.stem)
+        if match:
+            paths.append(path)
+            records.append((int(match["classid"]), "", fold, match["fsid"]))
+        else:
+            what = 'name is not "fsID-classID-occurrenceID-sliceID"'
+            problems.add(what, describe_row(f"{path.parent.name}/{path.name}"))
+    problems.raise_if_any()
+    if not paths:
+        raise ParameterError(
+            f'No "fsID-classID-occurrenceID-sliceID" audio files found in "{root}".'
+        )
+    return _us8k_dataset(paths, records, name, None)
+
+
+def _us8k_dataset(paths, records, name, metadata, **rows) -> Dataset:
+    """A Dataset from ``(classID, class name, fold, fsID)`` records."""
     ids = sorted({r[0] for r in records})
     names = {r[0]: r[1] for r in records if r[1]}
     classes = [names.get(i) or (US8K_CLASSES[i] if i < len(US8K_CLASSES) else str(i)) for i in ids]
     index = {c: i for i, c in enumerate(ids)}
+    labels = [index[r[0]] for r in records]
+    check_classes(classes, labels, metadata or paths[0].parent.parent)
     return Dataset(
         paths=paths,
-        labels=[index[r[0]] for r in records],
+        labels=labels,
         folds=[r[2] for r in records],
         classes=classes,
         groups=[r[3] for r in records],
         name=name,
         layout="us8k",
         metadata=str(metadata) if metadata is not None else None,
+        **rows,
     )
 
 
@@ -314,78 +386,51 @@ def load_generic(
     Returns
     -------
     Dataset
-        Classes sorted by name; folds are ints when every fold is an int.
+        Classes sorted by name. Folds are integers (``2`` or ``2.0``); only
+        when no fold is a number are they names (``train``/``test``).
+
+    Raises
+    ------
+    ParameterError
+        For invalid rows (see ``docs/evaluate.rst``, Metadata checks), all named
+        in one message, or fewer than two classes.
     """
     metadata = Path(metadata)
     base = Path(audio_dir) if audio_dir is not None else metadata.parent
     columns, rows = read_csv(metadata)
     require_columns(columns, ("path", "label", "fold"), metadata, "generic")
-    paths = [resolve_audio(base, row["path"]) for row in rows]
-    rows = [rows[i] for i in keep_existing(paths, base, missing, "rows")]
-    paths = [p for p in paths if p is not None]
+    problems = Problems(metadata, len(rows))
+    folds = fold_column(rows, problems, "path", names_allowed=True)
+    if not multilabel:
+        text_column(rows, "label", problems, "path")
+    names = [row["path"] for row in rows]
+    paths = find_audio(rows, names, base, missing, problems)
+    problems.raise_if_any()
+    keep, skipped = found_rows(rows, paths, names, metadata, base)
     if multilabel:
-        sets = [[t.strip() for t in row["label"].split(label_sep) if t.strip()] for row in rows]
+        sets = [[t.strip() for t in rows[i]["label"].split(label_sep) if t.strip()] for i in keep]
         classes = sorted({c for s in sets for c in s})
         index = {c: i for i, c in enumerate(classes)}
-        labels = np.zeros((len(rows), len(classes)), dtype=bool)
+        labels = np.zeros((len(keep), len(classes)), dtype=bool)
         for i, labels_of_clip in enumerate(sets):
             labels[i, [index[c] for c in labels_of_clip]] = True
     else:
-        classes = sorted({row["label"] for row in rows})
+        classes = sorted({rows[i]["label"] for i in keep})
         index = {c: i for i, c in enumerate(classes)}
-        labels = [index[row["label"]] for row in rows]
-    folds = [row["fold"] for row in rows]
-    if all(re.fullmatch(r"-?\d+", f) for f in folds):
-        folds = [int(f) for f in folds]
+        labels = [index[rows[i]["label"]] for i in keep]
+    check_classes(classes, labels, metadata, multilabel)
     return Dataset(
-        paths=paths,
+        paths=[paths[i] for i in keep],
         labels=labels,
-        folds=folds,
+        folds=[folds[i] for i in keep],
         classes=classes,
-        groups=[row.get("group") or str(p) for row, p in zip(rows, paths)],
+        groups=[rows[i].get("group") or str(paths[i]) for i in keep],
         name=name or metadata.stem,
         layout="generic",
         multilabel=multilabel,
         metadata=str(metadata),
-    )
-
-
-def detect_layout(audio_dir, metadata=None) -> str:
-    """Guess the layout from the csv's columns, or from ``foldN/`` folders.
-
-    Parameters
-    ----------
-    audio_dir : path-like
-    metadata : path-like, optional
-
-    Returns
-    -------
-    {'esc50', 'us8k', 'generic'}
-
-    Raises
-    ------
-    ParameterError
-        If nothing matches.
-    """
-    if metadata is None:
-        root = Path(audio_dir)
-        if fold_dirs(root) or fold_dirs(root / "audio"):
-            return "us8k"
-        raise ParameterError(
-            f'Cannot tell the layout of "{audio_dir}" without metadata: pass the metadata csv '
-            "(ESC-50, UrbanSound8K or path,label,fold) or use foldN/ folders."
-        )
-    columns, _ = read_csv(Path(metadata))
-    if "slice_file_name" in columns:
-        return "us8k"
-    if {"filename", "fold", "target"} <= set(columns):
-        return "esc50"
-    if {"path", "label", "fold"} <= set(columns):
-        return "generic"
-    raise ParameterError(
-        f'Cannot tell the layout of "{metadata}" from its columns {columns}: expected '
-        "ESC-50 (filename,fold,target), UrbanSound8K (slice_file_name,fold,classID) or "
-        "generic (path,label,fold)."
+        lines=[rows[i].line for i in keep],
+        skipped=skipped,
     )
 
 

@@ -24,10 +24,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exceptions import ParameterError
-from .metadata import check_folds, sorted_unique
+from .metadata import check_folds, listing, sorted_unique
 from .metrics import aggregate_frames, average_precision
 
-__all__ = ["cross_validate", "CrossValidationResult", "FoldResult", "expand_grid"]
+__all__ = [
+    "cross_validate",
+    "check_splits",
+    "CrossValidationResult",
+    "FoldResult",
+    "expand_grid",
+    "MIN_TEST_FOLD_CLIPS",
+]
+
+#: Fewest clips a held-out (test) fold may hold: one clip scores 0 or 1 and is
+#: almost always a typo in the metadata (``docs/evaluate.rst``, Metadata checks).
+MIN_TEST_FOLD_CLIPS = 2
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +241,107 @@ def _validation_split(train_clips, fold_of, order, test_fold, groups, seed):
     return train_clips[fit], train_clips[val], "25% of groups"
 
 
+def check_splits(
+    labels,
+    folds,
+    *,
+    test_folds=None,
+    groups=None,
+    n_candidates: int = 1,
+    seed: int = 0,
+    classes=None,
+    names=None,
+) -> list:
+    """The folds to hold out, once every split they make can be trained and scored.
+
+    Needs nothing but labels and folds, so :func:`~edgel3.evaluate.evaluate`
+    runs it before embedding anything; :func:`cross_validate` runs it too.
+
+    Parameters
+    ----------
+    labels : np.ndarray [shape=(n_clips,) or (n_clips, n_classes)]
+    folds : sequence [length n_clips]
+    test_folds : sequence, optional
+        Folds to hold out (default: all).
+    groups : sequence [length n_clips], optional
+        Source recordings, for the inner validation split.
+    n_candidates : int
+        Hyper-parameter settings to choose from (> 1: validation splits are
+        checked too).
+    seed : int
+        Seed of the inner split.
+    classes : sequence of str, optional
+        Class names, for messages.
+    names : callable, optional
+        ``names(i)`` names clip ``i`` in messages (default ``clip i``).
+
+    Returns
+    -------
+    list
+        The held-out folds.
+
+    Raises
+    ------
+    ParameterError
+        Naming every problem at once: fewer than two folds, a test fold with
+        fewer than :data:`MIN_TEST_FOLD_CLIPS` clips, training folds with fewer
+        than two classes, test clips of a class no training fold has, or a
+        validation split that cannot be fitted.
+    """
+    labels = np.asarray(labels)
+    fold_of = list(folds)
+    order = list(sorted_unique(fold_of))
+    if len(order) < 2:
+        raise ParameterError(f"Leave-one-fold-out needs at least two folds; got folds {order}.")
+    held_out = order if test_folds is None else check_folds(test_folds, order, "test_folds")
+    name = names or (lambda i: f"clip {i}")
+    label = (lambda c: f'"{classes[c]}"') if classes is not None else str
+    groups = np.asarray([str(g) for g in (range(len(fold_of)) if groups is None else groups)])
+    problems = []
+    for fold in held_out:
+        test = np.array([i for i, f in enumerate(fold_of) if f == fold])
+        train = np.array([i for i, f in enumerate(fold_of) if f != fold])
+        if len(test) < MIN_TEST_FOLD_CLIPS:
+            problems.append(
+                f"fold {fold} has {len(test)} clip ({listing(map(name, test))}); a test fold "
+                f"needs at least {MIN_TEST_FOLD_CLIPS}"
+            )
+            continue
+        if labels.ndim == 2:
+            continue  # multi-label: every class is a one-vs-rest problem of its own
+        seen = set(labels[train].tolist())
+        if len(seen) < 2:
+            problems.append(
+                f"the training folds of fold {fold} hold {len(seen)} class "
+                f"({', '.join(map(label, sorted(seen)))}); a classifier needs two"
+            )
+            continue
+        unseen = [i for i in test if labels[i] not in seen]
+        if unseen:
+            missing = ", ".join(map(label, sorted({int(labels[i]) for i in unseen})))
+            problems.append(
+                f"fold {fold} holds clips of classes no other fold has ({missing}): "
+                f"{listing(map(name, unseen))}"
+            )
+            continue
+        if n_candidates > 1:
+            try:
+                fit, _, how = _validation_split(train, fold_of, order, fold, groups, seed)
+            except ValueError as exc:  # one training fold with a single recording
+                problems.append(f"no validation split for fold {fold}: {exc}")
+                continue
+            if len(set(labels[fit].tolist())) < 2:
+                problems.append(
+                    f"hyper-parameter search for fold {fold} (validation on {how}) leaves "
+                    "training data of one class"
+                )
+    if problems:
+        raise ParameterError(
+            f"Cannot hold out every fold: {'; '.join(problems)}. Nothing was embedded or scored."
+        )
+    return held_out
+
+
 def cross_validate(
     embeddings,
     labels,
@@ -277,7 +389,8 @@ def cross_validate(
     Raises
     ------
     ParameterError
-        For fewer than two folds, unknown test folds or hyper-parameters.
+        For unknown hyper-parameters or test folds, or folds that cannot be
+        held out (see :func:`check_splits`).
     """
     labels = np.asarray(labels)
     multilabel = labels.ndim == 2
@@ -289,16 +402,19 @@ def cross_validate(
             "expected one of each per clip."
         )
     order = list(sorted_unique(fold_of))
-    if len(order) < 2:
-        raise ParameterError(f"Leave-one-fold-out needs at least two folds; got folds {order}.")
-    held_out = order if test_folds is None else check_folds(test_folds, order, "test_folds")
-    groups = np.asarray(
-        [str(g) for g in groups] if groups is not None else [str(i) for i in range(n_clips)]
-    )
-    if n_classes is None:
-        n_classes = labels.shape[1] if multilabel else int(labels.max()) + 1
     short = expand_grid(param_grid)
     candidates = [_qualify(estimator, p) for p in short]
+    held_out = check_splits(
+        labels,
+        fold_of,
+        test_folds=test_folds,
+        groups=groups,
+        n_candidates=len(candidates),
+        seed=seed,
+    )
+    groups = np.asarray([str(g) for g in (range(n_clips) if groups is None else groups)])
+    if n_classes is None:
+        n_classes = labels.shape[1] if multilabel else int(labels.max()) + 1
     groups_param = _groups_param(estimator)
     score_kind = "proba"
 
