@@ -33,7 +33,7 @@ from .checks import (
     check_sample_rate,
 )
 from .exceptions import AudioError, EdgeL3Error
-from .files import audio_info, read_audio, read_blocks
+from .files import audio_info, read_audio, read_blocks, report_truncation
 from .pipeline import WindowPipeline, batches
 
 __all__ = [
@@ -157,14 +157,30 @@ def embed_signals(
     return np.split(outputs, np.cumsum(counts)[:-1])
 
 
+class _ShortRead(Exception):
+    """The decoder ended before the frames the header counts (caught in :func:`embed_path`)."""
+
+    def __init__(self, frames: int):
+        super().__init__(frames)
+        self.frames = frames
+
+
 def _file_windows(info, pipeline: WindowPipeline):
-    """Read a file block by block into ``pipeline``; non-finite samples counted over the file."""
+    """Read a file block by block into ``pipeline``; non-finite samples counted over the file.
+
+    Raises :class:`_ShortRead` (before closing the pipeline) when the file
+    decodes to fewer frames than ``info.frames``.
+    """
     bad = 0
-    for block in read_blocks(info):
+    read = 0
+    for block in read_blocks(info, allow_short=True):
+        read += len(block)
         block_bad = block.size - int(np.count_nonzero(np.isfinite(block)))
         bad += block_bad
         if not bad:
             yield pipeline.push(block)
+    if read < info.frames:
+        raise _ShortRead(read)
     if bad:
         raise AudioError(f"audio contains {bad} NaN or infinite sample(s); clean it first.")
     yield pipeline.close()
@@ -180,10 +196,14 @@ def embed_path(
     verbose=0,
     fast_resample: bool = False,
     stream: bool | None = None,
+    strict: bool = False,
 ):
     """Embed one audio file; long files are streamed block by block (flat memory).
 
-    Both ways give the same rows (same windows, same batches).
+    Both ways give the same rows (same windows, same batches) and warnings. A
+    truncated file (less audio than its header declares, ``declared_frames`` of
+    :func:`edgel3.files.audio_info`, or a decoder ending early) is embedded from
+    what is present with a :class:`~edgel3.exceptions.TruncatedAudioWarning`.
 
     Parameters
     ----------
@@ -194,24 +214,37 @@ def embed_path(
     stream : bool, optional
         Force (``True``) or forbid (``False``) streaming; default: files of
         at least :data:`STREAM_MIN_SECONDS`.
+    strict : bool
+        Refuse a truncated file (:class:`~edgel3.exceptions.AudioError`)
+        instead of warning.
 
     Returns
     -------
     embedding : np.ndarray [shape=(T, D), dtype=float32]
     timestamps : np.ndarray [shape=(T,)]
     info : AudioInfo
-        The file's header.
+        The file's header; ``frames`` is what was embedded.
 
     Raises
     ------
     AudioError
-        Missing, unreadable, empty, non-finite or too short audio.
+        Missing, unreadable, empty, non-finite or too short audio; a truncated
+        file when ``strict``.
+
+    Warns
+    -----
+    EdgeL3Warning
+        All-zero audio (:data:`edgel3.checks.ZEROS_WARNING`), audio shorter than
+        one window (:data:`edgel3.checks.SHORT_WARNING`), and
+        :class:`~edgel3.exceptions.TruncatedAudioWarning`.
     """
     info = audio_info(path)
     if stream is None:
         stream = should_stream(info)
     if not stream:
         audio, sr = read_audio(path)
+        info = info.decoded(len(audio))
+        report_truncation(info, strict, stacklevel=3)
         signal = check_audio(audio, "audio", stacklevel=4)
         (embedding,) = embed_signals(
             reference,
@@ -224,24 +257,38 @@ def embed_path(
             fast_resample=fast_resample,
         )
         return embedding, frontend.timestamps(len(embedding), hop_size), info
+    report_truncation(info, strict, stacklevel=3)
+    options = dict(hop_size=hop_size, center=center, fast_resample=fast_resample)
+    try:
+        embedding = _embed_streamed(reference, info, options, batch_size, verbose)
+    except _ShortRead as short:
+        # The header counted more than the decoder gives (a truncated MP3): the windows
+        # were sized for the header, so embed again what is present.
+        info = info.decoded(short.frames)
+        report_truncation(info, strict, stacklevel=3)
+        embedding = _embed_streamed(reference, info, options, batch_size, verbose)
+    return embedding, frontend.timestamps(len(embedding), hop_size), info
+
+
+def _embed_streamed(reference, info, options: dict, batch_size: int, verbose) -> np.ndarray:
+    """Embed a file block by block (:func:`embed_path`'s streamed path).
+
+    ``options`` are the :class:`~edgel3.pipeline.WindowPipeline` keywords
+    ``hop_size``, ``center`` and ``fast_resample``.
+    """
     if info.frames == 0:
         shape = (0,) if info.channels == 1 else (0, info.channels)
         raise AudioError(f"Got empty audio (input shape {shape})")
     pipeline = WindowPipeline(
         info.sample_rate,
         reference.sample_rate,
-        hop_size=hop_size,
-        center=center,
-        fast_resample=fast_resample,
         n_frames=info.frames,
         warn_zeros=True,
+        **options,
     )
     total = pipeline.n_windows
     runner = reference.runner(total)
-    embedding = run_batches(
-        runner, batches(_file_windows(info, pipeline), batch_size), total, verbose
-    )
-    return embedding, frontend.timestamps(total, hop_size), info
+    return run_batches(runner, batches(_file_windows(info, pipeline), batch_size), total, verbose)
 
 
 class EmbeddingStream:
@@ -410,11 +457,18 @@ def file_windows(
     ------
     AudioError
         Unreadable, empty or non-finite audio.
+
+    Warns
+    -----
+    TruncatedAudioWarning
+        The file holds less audio than its header declares (what is present is used).
     """
     hop_size = check_hop_size(hop_size)
     center = check_flag(center, "center")
     fast_resample = check_flag(fast_resample, "fast_resample")
+    info = audio_info(path)
     audio, rate = read_audio(path)
+    report_truncation(info.decoded(len(audio)), stacklevel=2)
     signal = check_audio(audio, f'"{path}"')
     pipeline = WindowPipeline(
         rate,

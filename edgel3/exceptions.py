@@ -15,6 +15,7 @@ __all__ = [
     "WeightsError",
     "OutputError",
     "EdgeL3Warning",
+    "TruncatedAudioWarning",
 ]
 
 
@@ -44,4 +45,13 @@ class EdgeL3Warning(UserWarning):
     0.2.1 derived it from ``Warning``; ``UserWarning`` is a subclass of
     ``Warning``, so 0.2.1's filters and ``except``/``pytest.warns(Warning)``
     clauses still match it.
+    """
+
+
+class TruncatedAudioWarning(EdgeL3Warning):
+    """An audio file holds less audio than its header declares (an interrupted copy or download).
+
+    What is present is embedded; the message names the file and both lengths
+    (seconds and frames). ``strict=True`` (CLI ``--strict``) turns it into an
+    :class:`AudioError`.
     """

@@ -366,6 +366,7 @@ def infer_spec(legacy: LegacyWeightFile, name: str | None = None) -> ModelSpec:
             sparsity=official.sparsity,
             legacy_api=official.legacy_api,
             blob_sha1=official.blob_sha1 if name == official.name else None,
+            unpacked_sha256=official.unpacked_sha256 if name == official.name else None,
         )
     return spec
 

@@ -71,7 +71,10 @@ def load_model_file(path: str | os.PathLike):
     """Load an embedding model from a file: legacy ``.h5``/``.h5.gz``, ``.keras`` or ``.tflite``.
 
     The architecture of a legacy file is derived from the file itself, so
-    user-made models of the same family load too. Models are cached per
+    user-made models of the same family load too. A legacy file named like an
+    official one (``<stem>.h5.gz``, ``<stem>.h5``) must be that file: it is
+    checked by :func:`edgel3.weights.verify_weights` (hashed once per file).
+    Models are cached per
     process (keyed by path and modification time): the object returned is
     the one ``get_embedding(..., model=path)`` runs, so treat it as
     read-only; :func:`copy_model` gives a Keras model of your own.
@@ -88,11 +91,23 @@ def load_model_file(path: str | os.PathLike):
     Raises
     ------
     WeightsError
-        If the file is missing, corrupt or of an unsupported architecture.
+        If the file is missing, corrupt, of an unsupported architecture, or named
+        like an official file but not that file (both hashes in the message).
+
+    Warns
+    -----
+    edgel3.weights.UnverifiedWeightsWarning
+        For an unpacked official ``<stem>.h5`` whose hash is not known.
     """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise WeightsError(f'Model file "{path}" could not be found.')
+    if path.name.endswith((".h5", ".h5.gz")):
+        from .weights import official_spec_of, verify_weights
+
+        official = official_spec_of(path)
+        if official is not None:  # named like an official file: it must be that file
+            verify_weights(path, official)
     key = ("file", str(path), path.stat().st_mtime_ns)
     if path.suffix == ".tflite":
         from .litert import LiteRTModel  # runs without TensorFlow
@@ -135,6 +150,13 @@ def load_official(spec: ModelSpec, *, weights_path=None, download=True, progress
     Raises
     ------
     WeightsError
+        If the weights cannot be found or downloaded, or are not the official
+        file (see :func:`edgel3.weights.get_weights_path`).
+
+    Warns
+    -----
+    edgel3.weights.UnverifiedWeightsWarning
+        For an unpacked official ``<stem>.h5`` whose hash is not known.
     """
     from .weights import get_weights_path
 

@@ -10,7 +10,7 @@ See ``docs/models.rst`` §1-2 and ``docs/frontend.rst`` §6.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .checks import is_real
 from .exceptions import ParameterError
@@ -136,7 +136,11 @@ class ModelSpec:
     sparsity : float or None
         Overall conv sparsity (%) of sparse models.
     blob_sha1 : str or None
-        Git blob SHA-1 of the gzipped official file.
+        Git blob SHA-1 of the gzipped official file (published by the weight
+        repository).
+    unpacked_sha256 : str or None
+        SHA-256 of the official file's unpacked (gunzipped) bytes, where edgel3
+        ships it (docs/models.rst §1.3); ``None`` when it is not known here.
     legacy_api : bool
         Whether edgel3 0.2.1's ``get_embedding`` could select this model.
     """
@@ -150,6 +154,7 @@ class ModelSpec:
     retrain_type: str | None = None
     sparsity: float | None = None
     blob_sha1: str | None = None
+    unpacked_sha256: str | None = None
     legacy_api: bool = True
 
     @property
@@ -206,6 +211,14 @@ _SEA_SHA1 = {
     64: "f3535405c91fe8da71f6456adb8a061213324239",
 }
 
+#: SHA-256 of the unpacked bytes, for the files whose unpacked bytes could be hashed while
+#: writing edgel3 (gunzipped in memory from the verified ``.h5.gz``; docs/models.rst §1.3).
+_UNPACKED_SHA256 = {
+    "edgel3_sea_ust_audio_emb_64": (
+        "e8cd0eaac5d444c231d81940e30dc904ffed5cdafa632f7a5547142dc8283912"
+    ),
+}
+
 
 def _build_registry() -> dict[str, ModelSpec]:
     specs = []
@@ -236,7 +249,9 @@ def _build_registry() -> dict[str, ModelSpec]:
                 blob_sha1=sha1,
             )
         )
-    return {spec.name: spec for spec in specs}
+    return {
+        spec.name: replace(spec, unpacked_sha256=_UNPACKED_SHA256.get(spec.name)) for spec in specs
+    }
 
 
 #: The 20 official models, keyed by file stem.

@@ -8,123 +8,86 @@ Search order for a model's weights (:func:`find_weights`):
    files edgel3 0.2.1 left next to its code);
 3. the per-user cache (:func:`cache_dir`), into which :func:`download_weights` puts files.
 
-Integrity is the git blob SHA-1 of the *gzipped* file, as published in the weight
-repository (see ``docs/models.rst`` §1). Unpacked ``.h5`` files therefore cannot be hash-checked;
-they are checked structurally (layer count and every shape) when the model is built.
+Integrity (:func:`verify_weights`, docs/models.rst §1.2-1.3): a file named like an official
+one claims to be it, and is checked wherever it is found and however it is named to edgel3
+(``get_embedding(model='sea-64')``, ``$EDGEL3_WEIGHTS_DIR``, ``weights_path``,
+``model='/path/<stem>.h5.gz'``). A ``.h5.gz`` is checked against the git blob SHA-1 the
+weight repository publishes; an unpacked ``.h5`` against the SHA-256 of the official
+unpacked bytes, where that is known (shipped in :mod:`edgel3.specs`, or recorded when
+:func:`download_weights` unpacked a verified ``.h5.gz``); one whose hash is not known loads
+with an :class:`UnverifiedWeightsWarning`. Each file is hashed once: the hash is remembered
+by the file's identity (:func:`edgel3.weight_cache.file_digest`).
 
 Reading the files is :mod:`edgel3.legacy_h5`'s job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
-import tempfile
+import sys
+import warnings
 from pathlib import Path
 
-from .exceptions import WeightsError
+from .exceptions import EdgeL3Warning, WeightsError
+from .fetch import fetch_file
 from .specs import (
+    ALIASES,
     REGISTRY,
     WEIGHTS_COMMIT,
     WEIGHTS_URL_TEMPLATE,
     ModelSpec,
     get_spec,
 )
+from .weight_cache import (
+    CACHE_ENV,
+    blob_sha1,
+    cache_dir,
+    cache_lock,
+    file_blob_sha1,
+    file_digest,
+    file_sha256,
+    recorded_unpacked_sha256,
+    unpack_weights,
+)
 
 __all__ = [
     "CACHE_ENV",
     "WEIGHTS_DIR_ENV",
     "WEIGHTS_URL_ENV",
+    "UnverifiedWeightsWarning",
     "blob_sha1",
     "file_blob_sha1",
+    "file_sha256",
     "cache_dir",
     "weights_base_url",
     "weights_url",
     "find_weights",
+    "official_spec_of",
+    "known_unpacked_sha256",
     "verify_weights",
     "download_weights",
+    "unpack_weights",
     "get_weights_path",
 ]
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "EDGEL3_CACHE_DIR"
 WEIGHTS_DIR_ENV = "EDGEL3_WEIGHTS_DIR"
 WEIGHTS_URL_ENV = "EDGEL3_WEIGHTS_URL"
 
-_CHUNK = 1 << 20
-# Download chunk size: pooch's default (1 KiB) costs one write + flush per KiB.
-_DOWNLOAD_CHUNK = 1 << 16
 
+class UnverifiedWeightsWarning(EdgeL3Warning):
+    """A weight file named like an official one whose hash edgel3 cannot check.
 
-# --------------------------------------------------------------------------- hashes
-
-
-def blob_sha1(data: bytes) -> str:
-    """Git blob SHA-1 of ``data``, the hash git (and the weight repository) records.
-
-    Parameters
-    ----------
-    data : bytes
-
-    Returns
-    -------
-    str
-        40 lowercase hex digits of ``sha1(b"blob <len>\\0" + data)``.
-
-    Examples
-    --------
-    >>> blob_sha1(b"")
-    'e69de29bb2d1d6434b8b29ae775ad8c2e48c5391'
+    An unpacked ``<stem>.h5`` of a model whose unpacked hash is neither shipped
+    with edgel3 nor recorded by ``edgel3 download --unpack``. It is loaded (its
+    architecture is checked); the message names the file and how to verify it.
+    Emitted once per file per process.
     """
-    digest = hashlib.sha1(b"blob " + str(len(data)).encode() + b"\0")
-    digest.update(data)
-    return digest.hexdigest()
-
-
-def file_blob_sha1(path: str | os.PathLike) -> str:
-    """Git blob SHA-1 of a file's bytes, read in chunks.
-
-    Parameters
-    ----------
-    path : str or path-like
-
-    Returns
-    -------
-    str
-    """
-    # No memo keyed on size/mtime: an in-place rewrite within one timestamp tick would
-    # go unnoticed, and hashing costs ~10 ms per 10 MB.
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        digest = hashlib.sha1(b"blob " + str(size).encode() + b"\0")
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- locations
-
-
-def cache_dir() -> Path:
-    """Directory where downloaded weight files are kept.
-
-    ``$EDGEL3_CACHE_DIR`` if set, else the per-user cache of the platform
-    (``~/.cache/edgel3`` on Linux), as given by :func:`pooch.os_cache`.
-    The directory is not created here.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("edgel3"))
 
 
 def weights_base_url() -> str:
@@ -245,69 +208,159 @@ def _hand_install_hint(spec: ModelSpec) -> str:
 # --------------------------------------------------------------------------- integrity
 
 
-def verify_weights(path: str | os.PathLike, spec: ModelSpec) -> None:
-    """Check a gzipped weight file against the model's published blob SHA-1.
+def _short_name(spec: ModelSpec) -> str:
+    return next((alias for alias, stem in ALIASES.items() if stem == spec.name), spec.name)
 
-    Only ``.h5.gz`` files of specs with a ``blob_sha1`` are hash-checked: the
-    published hash is that of the gzipped bytes, so an unpacked ``.h5`` (as 0.2.1
-    left them) cannot be checked here; it is checked structurally (every layer and
-    shape) when the model is built from it.
+
+def official_spec_of(path: str | os.PathLike) -> ModelSpec | None:
+    """The official model a file's name claims: ``<stem>.h5.gz`` or ``<stem>.h5``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    ModelSpec or None
+        ``None`` for any other name (a model of the user's own, not checked).
+
+    Examples
+    --------
+    >>> official_spec_of('/any/where/edgel3_sea_ust_audio_emb_64.h5').name
+    'edgel3_sea_ust_audio_emb_64'
+    >>> official_spec_of('my_student.h5') is None
+    True
+    """
+    name = Path(path).name
+    for suffix in (".h5.gz", ".h5"):
+        if name.endswith(suffix):
+            return REGISTRY.get(name[: -len(suffix)])
+    return None
+
+
+def known_unpacked_sha256(spec: ModelSpec) -> str | None:
+    """SHA-256 of a model's official unpacked bytes, if known.
+
+    Shipped in :mod:`edgel3.specs` (:attr:`~edgel3.specs.ModelSpec.unpacked_sha256`),
+    else recorded in the cache when ``edgel3 download --unpack`` unpacked the
+    verified ``.h5.gz`` (:func:`edgel3.weight_cache.recorded_unpacked_sha256`).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+
+    Returns
+    -------
+    str or None
+    """
+    return spec.unpacked_sha256 or recorded_unpacked_sha256(spec)
+
+
+_WARNED: set[tuple] = set()
+
+
+def _warn_unverified(path: Path, spec: ModelSpec) -> None:
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(
+        UnverifiedWeightsWarning(
+            f"Weight file {str(path)!r} is named like official model {spec.name!r} but is "
+            "unverified: the SHA-256 of its unpacked bytes is not known (the published hash "
+            f"is that of {spec.filename!r}). Use {spec.filename!r} instead, or run 'edgel3 "
+            f"download {_short_name(spec)} --unpack' to unpack a verified copy and record "
+            "its hash."
+        ),
+        stacklevel=3,
+    )
+
+
+def verify_weights(path: str | os.PathLike, spec: ModelSpec) -> bool:
+    """Check a weight file against the official model ``spec`` (hashed once per file).
+
+    A ``.h5.gz`` is checked against the published git blob SHA-1 of the gzipped
+    file; any other file, an unpacked ``.h5``, against the SHA-256 of the official
+    unpacked bytes (:func:`known_unpacked_sha256`). An unpacked file whose hash is
+    not known is not refused: it loads with an :class:`UnverifiedWeightsWarning`
+    (once per file per process), and its architecture is still checked when the
+    model is built. Hashes are remembered by file identity
+    (:func:`edgel3.weight_cache.file_digest`), so an unchanged file is not read again.
 
     Parameters
     ----------
     path : str or path-like
     spec : ModelSpec
+        The model the file claims to be; a spec without a published hash (a
+        model of the user's own) checks nothing.
+
+    Returns
+    -------
+    bool
+        Whether the file's hash was checked (and matched).
 
     Raises
     ------
     WeightsError
-        If the hash differs (the message gives both hashes, the file, and the fix).
+        If the hash differs (the message names the file, gives both hashes and the fix).
     """
     path = Path(path)
-    if not path.name.endswith(".gz") or spec.blob_sha1 is None:
-        return
-    actual = file_blob_sha1(path)
-    if actual != spec.blob_sha1:
+    if spec.blob_sha1 is None:
+        return False
+    if path.name.endswith(".gz"):
+        actual = file_digest(path, "blob_sha1")
+        if actual != spec.blob_sha1:
+            raise WeightsError(
+                f"Weight file {str(path)!r} is corrupt or not {spec.filename!r}: its git blob "
+                f"SHA-1 is {actual}, expected {spec.blob_sha1}. Delete it and download it "
+                f"again (edgel3 download --force {_short_name(spec)}), or rename it if it is "
+                "a model of your own."
+            )
+        return True
+    expected = known_unpacked_sha256(spec)
+    if expected is None:
+        _warn_unverified(path, spec)
+        return False
+    actual = file_digest(path, "sha256")
+    if actual != expected:
         raise WeightsError(
-            f"Weight file {str(path)!r} is corrupt or not {spec.filename!r}: its git blob "
-            f"SHA-1 is {actual}, expected {spec.blob_sha1}. Delete it and download it again "
-            f"(edgel3.weights.download_weights({spec.name!r}, force=True))."
+            f"Weight file {str(path)!r} is not official model {spec.name!r}: the SHA-256 of "
+            f"its bytes is {actual}, expected {expected} (the official unpacked file's). "
+            f"Delete it and use {spec.filename!r} (edgel3 download {_short_name(spec)} "
+            "[--unpack]), or rename it if it is a model of your own."
         )
-
-
-def _registry_spec_for(path: Path, spec: ModelSpec) -> ModelSpec | None:
-    """The official spec whose file name ``path`` carries, if any."""
-    if path.name == spec.filename and spec.blob_sha1 is not None:
-        return spec
-    if path.name.endswith(".h5.gz"):
-        return REGISTRY.get(path.name[: -len(".h5.gz")])
-    return None
+    return True
 
 
 # --------------------------------------------------------------------------- download
 
 
-def _describe_download_error(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if status is not None:
-        return f"HTTP {status} {getattr(response, 'reason', '') or ''}".strip()
-    name = type(exc).__name__
-    if "ConnectionError" in name:
-        return "could not connect to the server"
-    if "Timeout" in name:
-        return "the connection timed out"
-    return f"{name}: {exc}"
+def _verified_or_none(path: Path, spec: ModelSpec) -> Path | None:
+    """``path`` when it is the verified official file; None when missing or corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        verify_weights(path, spec)
+    except WeightsError:
+        logger.info("Cached %s is corrupt; downloading it again.", path)
+        return None
+    return path
 
 
-def download_weights(spec: ModelSpec | str, *, progress: bool = False, force: bool = False) -> Path:
-    """Download an official weight file into the cache and verify it.
+def download_weights(
+    spec: ModelSpec | str, *, progress: bool = False, force: bool = False, unpack: bool = False
+) -> Path:
+    """Download an official weight file into the cache and verify it; optionally unpack it.
 
     The file is fetched into a private temporary directory inside :func:`cache_dir`,
     its blob SHA-1 is checked, and only then is it moved (atomically) to
-    ``<cache>/<spec.filename>``. On any failure (network error, HTTP error, hash
-    mismatch, interruption) the temporary directory is removed and nothing is left
-    under the final name.
+    ``<cache>/<spec.filename>``, with the mode ``open`` would give (the umask
+    honoured). On any failure (network error, HTTP error, hash mismatch,
+    interruption) the temporary directory is removed and nothing is left under the
+    final name. Downloads into one cache hold its lock
+    (:func:`edgel3.weight_cache.cache_lock`): a second process waits, then finds the
+    file there, and a temporary directory left by a killed download is removed by
+    the next download.
 
     Parameters
     ----------
@@ -316,19 +369,24 @@ def download_weights(spec: ModelSpec | str, *, progress: bool = False, force: bo
     progress : bool
         Show a progress bar (tqdm, on stderr) and pooch's log messages.
     force : bool
-        Download even if a valid file is already cached (a cached file that fails
-        the hash check is replaced either way).
+        Download (and unpack) even if a valid file is already cached (a cached file
+        that fails the hash check is replaced either way).
+    unpack : bool
+        Also write the unpacked ``<cache>/<stem>.h5`` (atomically) from the verified
+        ``.h5.gz`` -- the cached one, else one in ``$EDGEL3_WEIGHTS_DIR``, else a
+        download -- and record the SHA-256 of its bytes, against which every
+        ``<stem>.h5`` is then verified (:func:`edgel3.weight_cache.unpack_weights`).
 
     Returns
     -------
     pathlib.Path
-        The verified cached file.
+        The verified cached file: the ``.h5.gz``, or the ``.h5`` with ``unpack``.
 
     Raises
     ------
     WeightsError
-        If the model is not an official one, the download fails, or the
-        downloaded bytes do not match the published hash.
+        If the model is not an official one, the cache cannot be written, the
+        download fails, or the downloaded bytes do not match the published hash.
     """
     spec = _as_spec(spec)
     if spec.blob_sha1 is None:
@@ -338,65 +396,39 @@ def download_weights(spec: ModelSpec | str, *, progress: bool = False, force: bo
         )
     directory = cache_dir()
     final = directory / spec.filename
-    if not force and final.is_file():
+    packed = None if force else _verified_or_none(final, spec)
+    if packed is None and unpack and not force:
+        found = find_weights(spec)  # a .h5.gz in $EDGEL3_WEIGHTS_DIR unpacks as well
+        if found is not None and found.name == spec.filename and verify_weights(found, spec):
+            packed = found
+    if packed is None:
         try:
-            verify_weights(final, spec)
-            return final
-        except WeightsError:
-            logger.info("Cached %s is corrupt; downloading it again.", final)
-
-    url = weights_url(spec)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory))
-    except OSError as exc:
-        raise WeightsError(
-            f"Cannot create the weight cache {str(directory)!r}: {exc}. Set {CACHE_ENV} to a "
-            f"writable directory, or {_hand_install_hint(spec)}."
-        ) from exc
-
-    import pooch
-
-    pooch_logger = pooch.get_logger()
-    old_level = pooch_logger.level
-    if not progress:
-        # pooch logs every download (and, with known_hash=None, a SHA-256 hint) at INFO.
-        pooch_logger.setLevel(logging.WARNING)
-    try:
-        try:
-            # known_hash=None: pooch knows sha256/md5/sha1 of the file, not git blob
-            # SHA-1s, so the check is done below, before the file gets its final name.
-            fetched = pooch.retrieve(
-                url,
-                known_hash=None,
-                fname=spec.filename,
-                path=partial,
-                downloader=pooch.HTTPDownloader(progressbar=progress, chunk_size=_DOWNLOAD_CHUNK),
-            )
-        except Exception as exc:
-            # pooch streams the body and raises on HTTP errors without closing the
-            # response; close it so its socket is not left for the garbage collector.
-            response = getattr(exc, "response", None)
-            if response is not None:
-                response.close()
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise WeightsError(
-                f"Could not download {spec.filename!r} from {url} "
-                f"({_describe_download_error(exc)}). Download it by hand and "
-                f"{_hand_install_hint(spec)}."
+                f"Cannot create the weight cache {str(directory)!r}: {exc}. Set {CACHE_ENV} "
+                f"to a writable directory, or {_hand_install_hint(spec)}."
             ) from exc
-        actual = file_blob_sha1(fetched)
-        if actual != spec.blob_sha1:
-            raise WeightsError(
-                f"Downloaded {spec.filename!r} from {url} does not match the published file: "
-                f"git blob SHA-1 {actual}, expected {spec.blob_sha1}. Nothing was saved; check "
-                f"{WEIGHTS_URL_ENV} or download it by hand and {_hand_install_hint(spec)}."
-            )
-        os.replace(fetched, final)
-    finally:
-        pooch_logger.setLevel(old_level)
-        shutil.rmtree(partial, ignore_errors=True)
-    logger.info("Downloaded %s to %s.", url, final)
-    return final
+
+        def waiting(holder: str) -> None:
+            message = f"waiting for another edgel3 download into {str(directory)!r} ({holder})"
+            if progress:
+                print(f"edgel3: {message}", file=sys.stderr)
+            else:
+                logger.info(message)
+
+        with cache_lock(on_wait=waiting):
+            # Another process may have fetched it while this one waited.
+            packed = None if force else _verified_or_none(final, spec)
+            if packed is None:
+                packed = fetch_file(
+                    weights_url(spec),
+                    final,
+                    spec.blob_sha1,
+                    progress=progress,
+                    help_text=_hand_install_hint(spec),
+                )
+    return unpack_weights(spec, packed, force=force) if unpack else packed
 
 
 def get_weights_path(
@@ -408,9 +440,10 @@ def get_weights_path(
 ) -> Path:
     """Local path of a model's weight file: found, verified, or downloaded.
 
-    Gzipped files named like an official model are hash-checked wherever they were
-    found (cache, ``$EDGEL3_WEIGHTS_DIR`` or ``weights_path``); see
-    :func:`verify_weights` for unpacked ``.h5`` files.
+    A file named like an official model (``<stem>.h5.gz`` or ``<stem>.h5``) is
+    checked wherever it was found (cache, ``$EDGEL3_WEIGHTS_DIR`` or
+    ``weights_path``) by :func:`verify_weights`; a file of another name given as
+    ``weights_path`` is the caller's own and is not.
 
     Parameters
     ----------
@@ -429,12 +462,18 @@ def get_weights_path(
     Raises
     ------
     WeightsError
-        If the file is missing (and cannot or may not be downloaded) or corrupt.
+        If the file is missing (and cannot or may not be downloaded) or is not the
+        official file its name claims.
+
+    Warns
+    -----
+    UnverifiedWeightsWarning
+        For an unpacked official ``.h5`` whose hash is not known.
     """
     spec = _as_spec(spec)
     found = find_weights(spec, weights_path)
     if found is not None:
-        official = _registry_spec_for(found, spec)
+        official = official_spec_of(found)
         if official is not None:
             verify_weights(found, official)
         return found

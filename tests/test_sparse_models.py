@@ -18,6 +18,9 @@ from edgel3.legacy_h5 import read_legacy_h5, save_legacy_h5
 from edgel3.models import build_model
 from edgel3.specs import get_spec
 
+# Random-weight files under official unpacked names: edgel3 rightly warns that they are unverified.
+pytestmark = pytest.mark.filterwarnings("ignore::edgel3.weights.UnverifiedWeightsWarning")
+
 PLAN_95_45 = (0, 85, 85, 85, 75, 95, 98, 98)  # % of conv kernel weights zeroed, conv1..conv8
 
 

@@ -87,6 +87,25 @@ def test_shared_sea64_matches_registry_hash():
     weights.verify_weights(SEA64_GZ, SEA64)  # no error
 
 
+@pytest.mark.shared
+def test_shipped_unpacked_hash_is_sea64s_gunzipped_bytes():
+    # One hash kind for unpacked files: SHA-256 (docs/models.rst §1.3); only SEA-64's is shipped.
+    import hashlib
+
+    unpacked = gzip.decompress(SEA64_GZ.read_bytes())
+    assert len(unpacked) == 6_025_848
+    assert SEA64.unpacked_sha256 == hashlib.sha256(unpacked).hexdigest()
+    assert [s.name for s in REGISTRY.values() if s.unpacked_sha256] == [SEA64.name]
+
+
+def test_official_spec_of_reads_the_claim_in_a_name():
+    assert weights.official_spec_of("/x/edgel3_sea_ust_audio_emb_64.h5") == SEA64
+    assert weights.official_spec_of("edgel3_sea_ust_audio_emb_64.h5.gz") == SEA64
+    assert weights.official_spec_of("edgel3_ft_audio_sparsity_95.45.h5") == SPARSE
+    for name in ("mine.h5", "edgel3_sea_ust_audio_emb_64.keras", "sea-64.h5"):
+        assert weights.official_spec_of(name) is None
+
+
 # --------------------------------------------------------------------------- locations
 
 
@@ -174,8 +193,9 @@ def test_download_into_cache(served_weights, capfd):
     path = weights.get_weights_path(SEA64)
     assert path == _cache() / SEA64.filename
     assert weights.file_blob_sha1(path) == SEA64_SHA1
-    # Nothing but the final file: the temporary download directory is gone.
-    assert _cache_contents() == [SEA64.filename]
+    # Nothing but the final file and its hash record: the temporary download directory
+    # and the cache's lock file are gone.
+    assert _cache_contents() == [SEA64.filename, "verified.json"]
     # pooch's INFO chatter is silenced unless progress=True.
     assert capfd.readouterr().err == ""
 
@@ -343,8 +363,8 @@ def test_unpacked_h5_reads_identically(sea64, tmp_path):
         assert (n1, v1) == (n2, v2)
         for x, y in zip(a1, a2):
             np.testing.assert_array_equal(x, y)  # same bytes, so exactly equal
-    # An unpacked file has no published hash: verification is a documented no-op.
-    weights.verify_weights(h5_path, SEA64)
+    # The SHA-256 of SEA-64's unpacked bytes ships with edgel3: the file is verified.
+    assert weights.verify_weights(h5_path, SEA64) is True
     assert legacy_h5.infer_spec(unpacked) == SEA64
 
 
