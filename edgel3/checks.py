@@ -10,30 +10,42 @@ imports more than NumPy.
 ======================  ==================================================
 quantity                rule
 ======================  ==================================================
-sample rate             a finite, positive, integer-valued real (Hz)
-hop size                a finite, positive real (seconds)
+sample rate             a positive, integer-valued real (Hz), at most
+                        :data:`MAX_SAMPLE_RATE` (2**31 - 1, libsndfile's limit)
+hop size                a positive real (seconds), at most
+                        :data:`MAX_HOP_SIZE` (1e9 s, about 32 years)
 counts (batch size...)  an integer >= 1 (``bool`` is not an integer here)
 flags (``center``)      ``True`` or ``False`` (``1``/``0`` accepted)
 ``verbose``             ``0`` or ``1`` (``True``/``False`` accepted)
+output file             not a directory, its folder (made if missing) under a
+                        writable directory, one of the allowed suffixes
+output folder           not a file, and under a writable directory
 audio                   numeric, non-empty, 1-D or 2-D ``(n, channels)``
                         (not channels-first), finite; all-zero audio warns
 signals                 an array is one signal; a list/tuple of arrays is
                         several; a list/tuple of plain numbers is one
 ======================  ==================================================
+
+Where a real is expected, any real is accepted (Python/NumPy numbers, ``Fraction``;
+never ``bool``); values no float holds (``10**400``) are refused like infinities, with
+a :class:`~edgel3.exceptions.ParameterError` (never an ``OverflowError``).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from .exceptions import AudioError, EdgeL3Warning, ParameterError
+from .exceptions import AudioError, EdgeL3Warning, OutputError, ParameterError
 
 __all__ = [
     "is_real",
+    "shown",
     "check_sample_rate",
     "check_positive_int",
     "check_non_negative_int",
@@ -42,9 +54,12 @@ __all__ = [
     "check_verbose",
     "check_choice",
     "check_fraction",
+    "check_output_path",
     "check_audio",
     "split_signals",
     "as_mono",
+    "MAX_SAMPLE_RATE",
+    "MAX_HOP_SIZE",
     "CHANNELS_FIRST_MAX_ROWS",
     "CHANNELS_FIRST_MIN_COLUMNS",
     "ZEROS_WARNING",
@@ -66,6 +81,13 @@ CHANNELS_FIRST_MAX_ROWS = 8
 CHANNELS_FIRST_MIN_COLUMNS = 64
 
 
+#: Highest sample rate accepted (Hz): libsndfile's (a C ``int``); no audio file declares more.
+MAX_SAMPLE_RATE = 2**31 - 1
+#: Longest hop accepted (seconds, about 32 years): any hop longer than the audio gives one
+#: window, and every hop up to this one is a whole number of samples a C ``int64`` holds.
+MAX_HOP_SIZE = 1e9
+
+
 def is_real(value) -> bool:
     """Whether ``value`` is a real number (``bool`` excluded).
 
@@ -80,8 +102,33 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+def _as_float(value) -> float:
+    """A real as a float; ``nan`` for non-reals, ``±inf`` for reals no float can hold."""
+    if not is_real(value):
+        return math.nan
+    try:
+        with np.errstate(over="ignore"):  # np.longdouble('1e400') -> inf, silently
+            return float(value)
+    except OverflowError:  # 10**400, Fraction(10**400)
+        return math.inf if value > 0 else -math.inf
+
+
+def shown(value, limit: int = 40) -> str:
+    """``repr(value)`` for a message, cut in the middle when longer than ``limit`` characters.
+
+    Examples
+    --------
+    >>> shown(10**60)
+    '1000000000000000...0000000000 (61 characters)'
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:16]}...{text[-10:]} ({len(text)} characters)"
+
+
 def check_sample_rate(sr, name: str = "sr") -> int:
-    """A sample rate: a finite, positive, integer-valued number of Hz.
+    """A sample rate: a positive, integer-valued number of Hz, at most :data:`MAX_SAMPLE_RATE`.
 
     Parameters
     ----------
@@ -102,9 +149,15 @@ def check_sample_rate(sr, name: str = "sr") -> int:
     >>> check_sample_rate(44100.0)
     44100
     """
-    if not is_real(sr) or not math.isfinite(sr) or sr <= 0 or sr != int(sr):
+    number = _as_float(sr)
+    if isinstance(sr, numbers.Integral) and is_real(sr):
+        ok = 0 < sr <= MAX_SAMPLE_RATE  # compared as integers: exact for any size
+    else:
+        ok = 0 < number <= MAX_SAMPLE_RATE and number.is_integer()
+    if not ok:
         raise ParameterError(
-            f"Invalid sample rate {name}={sr!r}: expected a positive integer number of Hz."
+            f"Invalid sample rate {name}={shown(sr)}: expected a positive integer number of Hz "
+            f"(at most {MAX_SAMPLE_RATE})."
         )
     return int(sr)
 
@@ -127,7 +180,7 @@ def check_positive_int(value, name: str) -> int:
         For non-integers (``True`` and ``2.0`` included) and values < 1.
     """
     if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ParameterError(f"{name} must be a positive integer; got {name}={value!r}.")
+        raise ParameterError(f"{name} must be a positive integer; got {name}={shown(value)}.")
     return int(value)
 
 
@@ -148,12 +201,12 @@ def check_non_negative_int(value, name: str) -> int:
     ParameterError
     """
     if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 0:
-        raise ParameterError(f"{name} must be a non-negative integer; got {name}={value!r}.")
+        raise ParameterError(f"{name} must be a non-negative integer; got {name}={shown(value)}.")
     return int(value)
 
 
 def check_hop_size(hop_size) -> float:
-    """A hop between windows: a finite, positive number of seconds.
+    """A hop between windows: a positive number of seconds, at most :data:`MAX_HOP_SIZE`.
 
     Parameters
     ----------
@@ -167,11 +220,13 @@ def check_hop_size(hop_size) -> float:
     ------
     ParameterError
     """
-    if not is_real(hop_size) or not math.isfinite(hop_size) or hop_size <= 0:
+    number = _as_float(hop_size)
+    if not 0 < number <= MAX_HOP_SIZE:  # False for nan
         raise ParameterError(
-            f"Invalid hop size {hop_size!r}: hop_size must be a positive number of seconds."
+            f"Invalid hop size {shown(hop_size)}: hop_size must be a positive number of seconds "
+            f"(at most {MAX_HOP_SIZE:g})."
         )
-    return float(hop_size)
+    return number
 
 
 def check_flag(value, name: str) -> bool:
@@ -233,8 +288,12 @@ def check_choice(value, choices, name: str):
     ------
     ParameterError
     """
-    if value not in tuple(choices):
-        raise ParameterError(f"{name} must be one of {tuple(choices)}; got {name}={value!r}.")
+    try:
+        known = value in tuple(choices)
+    except (TypeError, ValueError):  # an array compared element-wise
+        known = False
+    if not known:
+        raise ParameterError(f"{name} must be one of {tuple(choices)}; got {name}={shown(value)}.")
     return value
 
 
@@ -255,12 +314,57 @@ def check_fraction(value, name: str, *, inclusive: bool = False) -> float:
     ------
     ParameterError
     """
-    ok = is_real(value) and math.isfinite(value)
-    ok = ok and ((0 <= value <= 1) if inclusive else (0 < value < 1))
-    if not ok:
+    number = _as_float(value)
+    if not ((0 <= number <= 1) if inclusive else (0 < number < 1)):  # False for nan
         interval = "[0, 1]" if inclusive else "(0, 1)"
-        raise ParameterError(f"{name} must be a number in {interval}; got {name}={value!r}.")
-    return float(value)
+        raise ParameterError(f"{name} must be a number in {interval}; got {name}={shown(value)}.")
+    return number
+
+
+def check_output_path(path, name: str = "output", *, suffixes=None, folder: bool = False) -> Path:
+    """A file (or, with ``folder``, a folder) about to be written, checked before any work.
+
+    The file may exist (it is replaced); missing folders may be made by the
+    writer, but the nearest existing folder above must be a writable
+    directory, so that the write cannot fail for the name alone.
+
+    Parameters
+    ----------
+    path : str or path-like
+    name : str
+        How to name it in messages (``'-o/--output'``, ``'--cache'``).
+    suffixes : sequence of str, optional
+        Endings a file name must have (``('.keras', '.h5', '.h5.gz')``).
+    folder : bool
+        ``path`` is a folder to write into (it may exist), not a file.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        An empty name, or one without an allowed suffix.
+    OutputError
+        A file path that is a directory, a path under a file, or a folder without
+        write permission.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ParameterError(f"{name} must be a path; got {shown(path)}.")
+    path = Path(path)
+    if suffixes and not folder and not path.name.endswith(tuple(suffixes)):
+        raise ParameterError(f"{name} must end in {' or '.join(suffixes)}; got {str(path)!r}.")
+    if not folder and path.is_dir():
+        raise OutputError(f'{name} "{path}" is a directory; give a file name.')
+    above = path.absolute() if folder else path.absolute().parent
+    while not above.exists() and not above.is_symlink() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise OutputError(f'Cannot write {name} "{path}": "{above}" is not a directory.')
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise OutputError(f'Cannot write {name} "{path}": no permission to write in "{above}".')
+    return path
 
 
 def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarray:

@@ -18,11 +18,12 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 
 from .commands import COMMANDS, load_command
 from .commands.common import HelpFormatter, positive_float, positive_int
-from .exceptions import AudioError, EdgeL3Error, ParameterError
+from .exceptions import AudioError, EdgeL3Error, EdgeL3Warning, ParameterError
 from .tf_logging import quiet_tensorflow_import
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "BROKEN_PIPE_STATUS",
+    "show_warning",
 ]
 
 logger = logging.getLogger("edgel3")
@@ -149,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # TensorFlow's C++ start-up lines are noise on the command line (--debug shows them).
         quiet_tensorflow_import(not args.debug)
         try:
-            status = load_command(command).run(args)
+            with warnings.catch_warnings():
+                warnings.showwarning = show_warning
+                status = load_command(command).run(args)
             sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
             return status
         except EdgeL3Error as exc:
@@ -163,6 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return BROKEN_PIPE_STATUS
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print an edgel3 warning as one ``edgel3: warning: ...`` line (others as Python does).
+
+    Installed as :func:`warnings.showwarning` while a command runs.
+    """
+    if issubclass(category, EdgeL3Warning):
+        print(f"edgel3: warning: {message}", file=file or sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _discard_stdout() -> None:
@@ -270,7 +285,7 @@ def run(
 
     Returns
     -------
-    list of edgel3.core.FileResult
+    list of edgel3.runs.FileResult
         One per file (0.2.1 returned None).
 
     Raises
@@ -286,7 +301,7 @@ def run(
     """
     from .batch import gather_inputs
     from .commands.embed import NO_AUDIO_STATUS, no_audio_message, report_results
-    from .core import process_files
+    from .runs import process_files
 
     if isinstance(inputs, (str, os.PathLike)):
         items = [inputs]

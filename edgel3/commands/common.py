@@ -3,28 +3,38 @@
 Imports nothing heavy: building any command's parser must not load NumPy's
 heavier users (SciPy, :mod:`edgel3.core`, TensorFlow), so ``--help`` stays fast.
 
-* argparse types: :func:`positive_float`, :func:`positive_int`, :func:`float_list`,
-  :func:`int_list`, :func:`shard`;
+* argparse types: :func:`positive_float`, :func:`positive_int`, :func:`open_fraction`,
+  :func:`float_list`, :func:`int_list`, :func:`shard`;
 * the grammar shared by every command (docs/cli.rst): :data:`SHORT_FLAGS`,
   :class:`HelpFormatter` (every option shows its default), and the adders of
   the common options :func:`add_output`, :func:`add_quiet`, :func:`add_hop_size`,
   :func:`add_no_centering`;
 * :func:`signature_defaults` (the library defaults the tests compare with);
-* the model/training helpers of ``prune``, ``distill`` and ``sea``
-  (:func:`load_model`, :func:`save_model`, :func:`add_training_arguments`,
-  :func:`prepare_training`); heavy modules are imported inside them only.
+* :func:`staged_outputs`: a command's output files appear all together at the end,
+  or not at all;
+* the training options of ``distill`` and ``sea`` (:func:`add_training_arguments`;
+  :mod:`edgel3.commands.distill` prepares the training for both).
+
+A command checks every input and output name before it starts any work (see
+docs/cli.rst, "Errors and outputs"): a bad name costs nothing and leaves nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
-from ..exceptions import EdgeL3Error, ParameterError
+from ..exceptions import EdgeL3Error, OutputError
 
 __all__ = [
     "positive_float",
     "positive_int",
+    "open_fraction",
     "float_list",
     "int_list",
     "shard",
@@ -35,10 +45,9 @@ __all__ = [
     "add_hop_size",
     "add_no_centering",
     "signature_defaults",
-    "load_model",
-    "save_model",
+    "staged_outputs",
+    "TRAINING_DEFAULTS",
     "add_training_arguments",
-    "prepare_training",
 ]
 
 
@@ -95,6 +104,31 @@ def positive_int(value) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {value!r}")
+    return number
+
+
+def open_fraction(value) -> float:
+    """argparse type: a number strictly between 0 and 1 (``--validation-split``).
+
+    Parameters
+    ----------
+    value : str or number
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If ``value`` is not a number in (0, 1) (NaN included).
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1; got {value!r}")
     return number
 
 
@@ -251,56 +285,85 @@ def signature_defaults(func) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- models
+# --------------------------------------------------------------------------- outputs
 
 
-def load_model(text: str):
-    """Load a model by name (``'sea-64'``, ``'tiny'``) or file, masked layers included.
+def _existing_folder(folder: Path) -> Path:
+    """``folder`` or, when it does not exist yet, the nearest folder above it that does."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+@contextlib.contextmanager
+def staged_outputs(*paths):
+    """Write a command's output files out of sight; show them all at the end, or none.
+
+    Yields one temporary path per output, with the output's own file name, in a
+    hidden staging folder (``.NAME.XXXX.partial/``) beside it (in the nearest
+    existing folder, so that the final move is a rename on one file system).
+    When the block ends without error, every staged file it wrote is moved to
+    its output path (missing folders are made then, with the umask's mode); on
+    any error, Ctrl-C included, the staging folders are removed, no output
+    appears and a file an earlier run left at an output path is kept.
+
+    Files written into the staging folder should still go through
+    :class:`edgel3.files.atomic_write` (or equally honour the umask): they are
+    moved, not copied, so they keep their mode.
 
     Parameters
     ----------
-    text : str
-        Any name or file :func:`edgel3.reference.resolve_model` accepts.
+    *paths : path-like
+        The output files.
 
-    Returns
-    -------
-    keras.Model or runner
-    """
-    from ..reference import resolve_model
-
-    return resolve_model(text).load()
-
-
-def save_model(model, path: str) -> str:
-    """Save as ``.keras``, or in the legacy layout for ``.h5``/``.h5.gz`` (masks baked in).
-
-    Parameters
-    ----------
-    model : keras.Model
-    path : str
-        Ends in ``.keras``, ``.h5`` or ``.h5.gz``.
-
-    Returns
-    -------
-    str
-        ``path``.
+    Yields
+    ------
+    list of pathlib.Path
+        Where to write each output, in the order given.
 
     Raises
     ------
-    ParameterError
-        For any other suffix.
+    OutputError
+        If a staging folder cannot be made or an output cannot be moved into
+        place (outputs already moved by this call are removed again).
+
+    Examples
+    --------
+    >>> with staged_outputs("model.keras", "model.keras.projection.npz") as (model, proj):
+    ...     save(model); save_projection(proj)            # doctest: +SKIP
     """
-    from ..compress.pruning import strip_masks
-
-    if path.endswith(".keras"):
-        model.save(path)
-    elif path.endswith((".h5", ".h5.gz")):
-        from ..legacy_h5 import save_legacy_h5
-
-        save_legacy_h5(strip_masks(model), path, compress=path.endswith(".gz"))
-    else:
-        raise ParameterError(f"Output must end in .keras, .h5 or .h5.gz; got {path!r}.")
-    return path
+    finals = [Path(path) for path in paths]
+    stages: dict[Path, Path] = {}
+    try:
+        temps = []
+        for final in finals:
+            key = final.parent.absolute()
+            if key not in stages:
+                try:
+                    stages[key] = Path(
+                        tempfile.mkdtemp(
+                            prefix=f".{final.name}.", suffix=".partial", dir=_existing_folder(key)
+                        )
+                    )
+                except OSError as exc:
+                    raise OutputError(f'Cannot write "{final}": {exc}') from exc
+            temps.append(stages[key] / final.name)
+        yield temps
+        moved = []
+        try:
+            for temp, final in zip(temps, finals):
+                if temp.exists():
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(temp, final)
+                    moved.append(final)
+        except OSError as exc:
+            for final in moved:
+                final.unlink(missing_ok=True)
+            raise OutputError(f'Cannot write "{final}": {exc}') from exc
+    finally:
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- training
@@ -363,7 +426,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--validation-split",
-        type=float,
+        type=open_fraction,
         default=d["validation"],
         metavar="FRACTION",
         help="fraction of the windows held out for validation and early stopping",
@@ -401,66 +464,3 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="resume from --checkpoint-dir")
     parser.add_argument("--seed", type=int, default=d["seed"], help="random seed")
     add_quiet(parser, "no progress bars or summary")
-
-
-def prepare_training(args: argparse.Namespace, emb_dim: int):
-    """The teacher, windows, student and distillation options of parsed ``distill``/``sea`` args.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed with :func:`add_training_arguments`.
-    emb_dim : int
-        Embedding size of a student built from a family name.
-
-    Returns
-    -------
-    teacher : edgel3.compress.data.Teacher
-    data : edgel3.compress.data.WindowSet
-        Windows ``(n, sr)`` at the teacher's rate.
-    student : keras.Model
-    options : dict
-        Keyword arguments of :func:`edgel3.compress.distill.distill`.
-
-    Raises
-    ------
-    ParameterError
-        When ``--student`` is neither a family nor an existing file.
-    """
-    import os
-
-    from ..compress.augment import Augmenter
-    from ..compress.data import as_teacher, load_windows
-    from ..compress.students import FAMILIES, build_student
-
-    teacher = as_teacher(args.teacher)
-    if args.student in FAMILIES:
-        student = build_student(args.student, emb_dim=emb_dim, head=args.head)
-    elif os.path.exists(args.student):
-        student = load_model(args.student)
-    else:
-        raise ParameterError(
-            f"--student must be one of {FAMILIES} or an existing model file; got {args.student!r}."
-        )
-    data = load_windows(
-        args.inputs,
-        teacher.sr,
-        hop_size=args.hop_size,
-        max_windows_per_file=args.max_windows_per_file,
-        progress=not args.quiet,
-    )
-    options = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "validation": args.validation_split,
-        "patience": args.patience,
-        "time_limit": None if args.minutes is None else 60 * args.minutes,
-        "augment": Augmenter() if args.augment else None,
-        "target_cache": args.cache,
-        "checkpoint_dir": args.checkpoint_dir,
-        "resume": args.resume,
-        "seed": args.seed,
-        "verbose": 0 if args.quiet else 1,
-    }
-    return teacher, data, student, options

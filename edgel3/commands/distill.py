@@ -10,7 +10,7 @@ import argparse
 
 from .common import add_training_arguments, positive_int
 
-__all__ = ["DESCRIPTION", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "add_arguments", "run", "check_training_args", "prepare_training"]
 
 DESCRIPTION = (
     "Distil a teacher (official model, 'tiny', or a model file) into a student "
@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     """Distil the teacher into the student and save it; returns 0."""
     from ..compress.data import as_teacher
     from ..compress.distill import distill
-    from .common import prepare_training, save_model
+    from ..compress.pruning import save_model
 
+    check_training_args(args)
     emb_dim = args.emb_dim
     if emb_dim is None:
         import numpy as np
@@ -52,3 +53,97 @@ def run(args: argparse.Namespace) -> int:
             f"({result.epochs} epochs on {result.device}); wrote {args.output}"
         )
     return 0
+
+
+# --------------------------------------------------------------------------- shared with sea
+
+
+def check_training_args(args: argparse.Namespace) -> None:
+    """Check ``distill``/``sea``'s student and the files they write, before anything loads.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed with :func:`add_training_arguments`.
+
+    Raises
+    ------
+    ParameterError
+        An output without a model suffix, ``--resume`` without ``--checkpoint-dir``,
+        or a ``--student`` that is neither a family nor an existing file.
+    OutputError
+        An output, ``--cache`` or ``--checkpoint-dir`` that cannot be written.
+    """
+    import os
+
+    from ..checks import check_output_path
+    from ..compress.pruning import MODEL_SUFFIXES
+    from ..compress.students import FAMILIES
+    from ..exceptions import ParameterError
+
+    if args.student not in FAMILIES and not os.path.isfile(args.student):
+        raise ParameterError(
+            f"--student must be one of {FAMILIES} or an existing model file; got {args.student!r}."
+        )
+    check_output_path(args.output, "-o/--output", suffixes=MODEL_SUFFIXES)
+    if args.cache is not None and not os.path.isfile(args.cache):  # a cache may be read-only
+        check_output_path(args.cache, "--cache")
+    if args.resume and args.checkpoint_dir is None:
+        raise ParameterError("--resume continues a run saved in --checkpoint-dir: give it.")
+    if args.checkpoint_dir is not None:
+        check_output_path(args.checkpoint_dir, "--checkpoint-dir", folder=True)
+
+
+def prepare_training(args: argparse.Namespace, emb_dim: int):
+    """The teacher, windows, student and distillation options of parsed ``distill``/``sea`` args.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed with :func:`add_training_arguments`.
+    emb_dim : int
+        Embedding size of a student built from a family name.
+
+    Returns
+    -------
+    teacher : edgel3.compress.data.Teacher
+    data : edgel3.compress.data.WindowSet
+        Windows ``(n, sr)`` at the teacher's rate.
+    student : keras.Model
+    options : dict
+        Keyword arguments of :func:`edgel3.compress.distill.distill`.
+
+    Call :func:`check_training_args` first.
+    """
+    from ..compress.augment import Augmenter
+    from ..compress.data import as_teacher, load_windows
+    from ..compress.students import FAMILIES, build_student
+    from ..reference import resolve_model
+
+    teacher = as_teacher(args.teacher)
+    if args.student in FAMILIES:
+        student = build_student(args.student, emb_dim=emb_dim, head=args.head)
+    else:
+        student = resolve_model(args.student).load()
+    data = load_windows(
+        args.inputs,
+        teacher.sr,
+        hop_size=args.hop_size,
+        max_windows_per_file=args.max_windows_per_file,
+        progress=not args.quiet,
+    )
+    options = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "validation": args.validation_split,
+        "patience": args.patience,
+        "time_limit": None if args.minutes is None else 60 * args.minutes,
+        "augment": Augmenter() if args.augment else None,
+        "target_cache": args.cache,
+        "checkpoint_dir": args.checkpoint_dir,
+        "resume": args.resume,
+        "seed": args.seed,
+        "verbose": 0 if args.quiet else 1,
+    }
+    return teacher, data, student, options

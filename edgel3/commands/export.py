@@ -7,6 +7,7 @@ inside :func:`run` only.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import add_output, add_quiet, positive_float, positive_int, signature_defaults
 
@@ -170,53 +171,84 @@ def output_path(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export, then optionally check fidelity and print the memory report."""
+    """Export, then optionally check fidelity and print the memory report.
+
+    Every input (budgets, check audio, calibration audio) and the output names
+    are checked before anything is written, and the files are written out of
+    sight (:func:`~edgel3.commands.common.staged_outputs`): they appear only
+    when the export, its check and its report all succeeded.
+    """
+    import dataclasses
+
+    from ..exceptions import ParameterError
+    from ..export.budgets import parse_budget
     from ..export.calibration import calibration_data
-    from ..export.convert import export_model
+    from ..export.convert import check_export_paths, export_model, load_keras_model
+    from ..litert import sidecar_path
+    from ..runners import model_sample_rate
+    from ..tf_logging import quiet_native_logs
+    from .common import staged_outputs
+
+    output = output_path(args)
+    check_export_paths(output)
+    if args.budget and not args.report:
+        raise ParameterError("--budget is checked by the memory report: add --report.")
+    budgets = [parse_budget(budget) for budget in args.budget or ["cortex-m7"]]
+    windows = None
+    if args.check:  # read before anything is written: a bad file costs no export
+        sample_rate = model_sample_rate(load_keras_model(args.model))
+        windows = calibration_data(args.check, sample_rate, max_windows=args.check_windows)
+    lines = []
+    with staged_outputs(output, sidecar_path(output)) as (staged, _):
+        with quiet_native_logs():  # the converter's and LiteRT's C++ log lines
+            result = export_model(
+                args.model,
+                staged,
+                quantization=args.quantization,
+                variant=args.variant,
+                calibration=args.calibration,
+                calibration_windows=args.calibration_windows,
+                calibration_hop=args.calibration_hop,
+                batch_size=None if args.dynamic_batch else 1,
+                bands=args.bands,
+            )
+        result = dataclasses.replace(result, path=Path(output), sidecar=sidecar_path(output))
+        if not args.quiet:
+            lines.append(
+                f"wrote {result.path} ({result.size:,} bytes; {result.variant}, "
+                f"{result.quantization}"
+                + (
+                    f", calibrated on {result.calibration_windows} windows"
+                    if result.calibration_windows
+                    else ""
+                )
+                + f") and {result.sidecar}"
+            )
+        if windows is not None:
+            lines.append(_check(args.model, staged, windows))
+        if args.report:
+            from ..export.memory import memory_report
+
+            lines.append(memory_report(staged, budgets=budgets).format(layers=False))
+    if lines:
+        print("\n".join(lines))
+    return 0
+
+
+def _check(model, exported_path, windows) -> str:
+    """The fidelity line of ``--check``: the export against the Keras model on ``windows``."""
+    from ..export.fidelity import compare_embeddings
+    from ..litert import LiteRTModel
+    from ..reference import resolve_model
     from ..tf_logging import quiet_native_logs
 
-    with quiet_native_logs():  # the converter's and LiteRT's C++ log lines
-        result = export_model(
-            args.model,
-            output_path(args),
-            quantization=args.quantization,
-            variant=args.variant,
-            calibration=args.calibration,
-            calibration_windows=args.calibration_windows,
-            calibration_hop=args.calibration_hop,
-            batch_size=None if args.dynamic_batch else 1,
-            bands=args.bands,
-        )
-    if not args.quiet:
-        print(
-            f"wrote {result.path} ({result.size:,} bytes; {result.variant}, {result.quantization}"
-            + (
-                f", calibrated on {result.calibration_windows} windows"
-                if result.calibration_windows
-                else ""
-            )
-            + f") and {result.sidecar}"
-        )
-    if args.check:
-        from ..export.fidelity import compare_embeddings
-        from ..litert import LiteRTModel
-        from ..reference import resolve_model
-
-        model = resolve_model(args.model).load()  # cached: the model export_model loaded
-        exported = LiteRTModel(result.path)
-        windows = calibration_data(args.check, exported.sample_rate, max_windows=args.check_windows)
-        with quiet_native_logs():
-            stats = compare_embeddings(model, exported, windows)
-        print(
-            f"check on {stats['windows']} windows: max |diff| {stats['max_abs_diff']:.4g} "
-            f"({stats['max_abs_diff_relative']:.2e} of the embedding scale {stats['scale']:.4g}), "
-            f"cosine mean {stats['cosine_mean']:.5f} min {stats['cosine_min']:.5f}; "
-            f"windows/s Keras {stats['windows_per_s_reference']:.1f}, "
-            f"LiteRT {stats['windows_per_s_candidate']:.1f}"
-        )
-    if args.report:
-        from ..export.memory import memory_report
-
-        budgets = args.budget or ["cortex-m7"]
-        print(memory_report(result.path, budgets=budgets).format(layers=False))
-    return 0
+    keras_model = resolve_model(model).load()  # cached: the model export_model loaded
+    with quiet_native_logs():
+        stats = compare_embeddings(keras_model, LiteRTModel(exported_path), windows)
+    return (
+        f"check on {stats['windows']} windows: max |diff| {stats['max_abs_diff']:.4g} "
+        f"({stats['max_abs_diff_relative']:.2e} of the embedding scale {stats['scale']:.4g}), "
+        f"cosine mean {stats['cosine_mean']:.5f} min {stats['cosine_min']:.5f}; "
+        f"windows/s Keras {stats['windows_per_s_reference']:.1f}, "
+        f"LiteRT {stats['windows_per_s_candidate']:.1f}"
+    )

@@ -63,12 +63,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report (and write JSON); 3 with --fail-over-budget if a check fails."""
+    from ..checks import check_output_path
+    from ..exceptions import ParameterError
     from ..export.memory import memory_report, parse_budget
 
+    # Budgets and the output name are checked before the model loads.
+    if args.no_budget and args.budget:
+        raise ParameterError("--no-budget checks no budget: leave out --budget.")
     budgets = [] if args.no_budget else [parse_budget(b) for b in (args.budget or ["cortex-m7"])]
-    model = args.model
-    report = memory_report(model, budgets=budgets, include_frontend=args.include_frontend)
-    json_file = args.output or (args.json if args.json != "-" else None)
+    files = {path for path in (args.output, args.json) if path and path != "-"}
+    if len(files) > 1:
+        raise ParameterError(
+            f"Give the JSON file to write once (-o FILE, or the older --json FILE); got "
+            f"{sorted(files)}."
+        )
+    json_file = files.pop() if files else None
+    if json_file:
+        check_output_path(json_file, "-o/--output")
+    report = memory_report(args.model, budgets=budgets, include_frontend=args.include_frontend)
     if args.json == "-":
         print(report.to_json())
     else:

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--plan",
+        type=parse_plan,
         metavar="PLAN",
         help="official plan name (53.5 ... 95.45, 97, 98, 99) or comma-separated per-conv "
         "sparsities in percent (default: no magnitude pruning)",
@@ -91,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_plan(text: str) -> str | list[float]:
-    """``--plan``: comma-separated per-conv sparsities -> a list; else the plan name as given.
+    """argparse type of ``--plan``: per-conv sparsities ``'0,85,...'`` -> a list; else the name.
 
     A plan name (``'95.45'``, ``'87'``) never contains a comma, so it is left for
     :func:`edgel3.compress.pruning.prune_model` to look up (and reject if unknown).
@@ -101,12 +102,26 @@ def parse_plan(text: str) -> str | list[float]:
 
 def run(args: argparse.Namespace) -> int:
     """Prune (or sweep) and print the report; returns 0."""
+    from ..checks import check_output_path
     from ..compress import filters, pruning
     from ..exceptions import ParameterError
+    from ..reference import resolve_model
     from ..runners import model_sample_rate
-    from .common import load_model, save_model
 
-    model = load_model(args.model)
+    # Every option is checked before the model loads.
+    given = {"--plan": args.plan, "--filters": args.filters, "--depth": args.depth}
+    edits = [flag for flag, value in {**given, "-o": args.output}.items() if value]
+    if args.sensitivity and edits:
+        raise ParameterError(
+            f"--sensitivity runs a sweep and writes no model: leave out {', '.join(edits)}."
+        )
+    if not (args.sensitivity or args.plan or args.filters or args.depth):
+        raise ParameterError("Nothing to do: give --plan, --filters, --depth or --sensitivity.")
+    if not args.sensitivity:
+        if not args.output:
+            raise ParameterError("Give the output model file with -o/--output.")
+        check_output_path(args.output, "-o/--output", suffixes=pruning.MODEL_SUFFIXES)
+    model = resolve_model(args.model).load()
     if args.sensitivity:
         import numpy as np
 
@@ -120,18 +135,14 @@ def run(args: argparse.Namespace) -> int:
         )
         print(json.dumps(result.to_dict(), indent=1) if args.json else result.to_text())
         return 0
-    if not (args.plan or args.filters or args.depth):
-        raise ParameterError("Nothing to do: give --plan, --filters, --depth or --sensitivity.")
-    if not args.output:
-        raise ParameterError("Give the output model file with -o/--output.")
     if args.depth:
         model = filters.reduce_depth(model, args.depth)
     if args.filters:
         model, _ = filters.prune_filters(model, args.filters)
     report = pruning.sparsity_report(model)
     if args.plan:
-        model, report = pruning.prune_model(model, parse_plan(args.plan))
-    save_model(model, args.output)
+        model, report = pruning.prune_model(model, args.plan)
+    pruning.save_model(model, args.output)
     if args.json:
         rows = [
             {

@@ -53,19 +53,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the projection, train the student, save both; returns 0."""
+    from ..checks import check_output_path
+    from ..compress.pruning import save_model
     from ..compress.sea import SEAProjection, sea_distill
-    from .common import prepare_training, save_model
+    from .common import staged_outputs
+    from .distill import check_training_args, prepare_training
 
-    teacher, data, student, options = prepare_training(args, args.emb_dim)
+    projection_path = f"{args.output}.projection.npz"
+    check_training_args(args)
+    check_output_path(projection_path, "the projection")
     projection = SEAProjection(
         args.emb_dim, sampling=args.sampling, n_samples=args.n_samples, random_state=args.seed
     )
+    teacher, data, student, options = prepare_training(args, args.emb_dim)
     target_cache = options.pop("target_cache")
     result, projection = sea_distill(
         student, data, teacher=teacher, projection=projection, target_cache=target_cache, **options
     )
-    save_model(result.model, args.output)
-    projection_path = projection.save(f"{args.output}.projection.npz")
+    with staged_outputs(args.output, projection_path) as (model_file, projection_file):
+        save_model(result.model, model_file)
+        projection.save(projection_file)
     if not args.quiet:
         print(
             f"validation MSE {result.initial_val_loss:.4g} -> {result.best_val_loss:.4g} "

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_fraction, check_positive_int
+from ..checks import check_fraction, check_output_path, check_positive_int
 from ..exceptions import ParameterError
 from .data import WindowSet
 from .teachers import as_teacher, teacher_targets, to_rate
@@ -204,6 +204,8 @@ def _make_time_limit_callback(seconds: float):
 def _make_checkpoint_callback(student, path: Path):
     import keras
 
+    from .pruning import save_model
+
     class _SaveBest(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -213,7 +215,7 @@ def _make_checkpoint_callback(student, path: Path):
             value = (logs or {}).get("val_loss", math.inf)
             if value < self.best:
                 self.best = value
-                student.save(path)
+                save_model(student, path)  # atomic: a kill never leaves half a best.keras
 
     return _SaveBest()
 
@@ -300,12 +302,23 @@ def distill(
     Raises
     ------
     ParameterError
-        For missing targets/teacher, shape mismatches or bad settings.
+        For missing targets/teacher, shape mismatches or bad settings
+        (``resume`` without ``checkpoint_dir`` included).
+    OutputError
+        If ``checkpoint_dir`` (checked first) or ``target_cache`` (checked before the
+        teacher runs) cannot be written.
     """
     import keras
 
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
+    # Every setting and output name is checked before the teacher runs or training starts.
+    if not isinstance(validation, tuple):
+        check_fraction(validation, "validation_split")
+    if resume and checkpoint_dir is None:
+        raise ParameterError("resume=True continues a run saved in checkpoint_dir: give it.")
+    if checkpoint_dir is not None:
+        check_output_path(checkpoint_dir, "checkpoint_dir", folder=True)
     rng = np.random.default_rng(seed)
     if targets is None or augment is not None:
         if teacher is None:

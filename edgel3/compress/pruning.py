@@ -22,6 +22,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -42,6 +43,8 @@ __all__ = [
     "prunable_layers",
     "prune_model",
     "strip_masks",
+    "MODEL_SUFFIXES",
+    "save_model",
     "reapply_masks",
     "sparsity_report",
     "format_report",
@@ -399,3 +402,53 @@ def strip_masks(model):
         if weights:
             new.set_weights(weights)
     return plain
+
+
+#: Endings of the model files :func:`save_model` writes.
+MODEL_SUFFIXES = (".keras", ".h5", ".h5.gz")
+
+
+def save_model(model, path) -> Path:
+    """Save a (pruned, distilled) model atomically: ``.keras``, or ``.h5``/``.h5.gz``.
+
+    ``.keras`` keeps the masks (:class:`MaskedConv2D`, so training can go on);
+    ``.h5``/``.h5.gz`` use edgel3 0.2.1's legacy layout with the masks baked in
+    (:func:`strip_masks`, :func:`edgel3.legacy_h5.save_legacy_h5`). The file
+    appears complete or not at all, with the umask's mode
+    (:class:`edgel3.files.atomic_write`).
+
+    Parameters
+    ----------
+    model : keras.Model
+    path : path-like
+        Ends in one of :data:`MODEL_SUFFIXES`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        For another suffix.
+    OutputError
+        If the file cannot be written.
+    """
+    import shutil
+    import tempfile
+
+    from ..checks import check_output_path
+    from ..files import atomic_write
+    from ..legacy_h5 import save_legacy_h5
+
+    path = check_output_path(path, "output", suffixes=MODEL_SUFFIXES)
+    if path.name.endswith((".h5", ".h5.gz")):
+        return save_legacy_h5(strip_masks(model), path, compress=path.name.endswith(".gz"))
+    # Keras writes a .keras file in place (a kill leaves half a file): save it in a private
+    # temporary folder, then copy it through atomic_write.
+    with tempfile.TemporaryDirectory(prefix="edgel3_save_") as tmp:
+        staged = Path(tmp) / "model.keras"
+        model.save(staged)
+        with open(staged, "rb") as source, atomic_write(path) as target:
+            shutil.copyfileobj(source, target)
+    return path

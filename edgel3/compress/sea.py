@@ -134,6 +134,11 @@ class SEAProjection:
         k-DPP settings.
     random_state : int, optional
 
+    Raises
+    ------
+    ParameterError
+        If ``n_samples`` is below ``n_components`` (checked here, before any work).
+
     Attributes
     ----------
     sample_index_ : np.ndarray
@@ -158,6 +163,11 @@ class SEAProjection:
         n_sweeps: int = 3,
         random_state: int | None = None,
     ):
+        if n_components is not None and n_samples is not None and n_samples < n_components:
+            raise ParameterError(
+                f"n_samples={n_samples!r} points cannot fit a PCA of n_components="
+                f"{n_components!r}: give at least as many points as components."
+            )
         self.n_components = n_components
         self.sampling = sampling
         self.n_samples = n_samples

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import gcd
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_positive_int, check_sample_rate
+from ..checks import check_output_path, check_positive_int, check_sample_rate
 from ..exceptions import ParameterError
 from ..reference import ModelReference, resolve_model
 from ..runners import is_keras_model, is_runner
@@ -223,6 +224,13 @@ def teacher_targets(
     Returns
     -------
     np.ndarray [shape=(n, d), dtype=float32]
+
+    Raises
+    ------
+    ParameterError
+        If ``cache`` is a file but not such a cache (it is not overwritten).
+    OutputError
+        If ``cache`` cannot be written (checked before the teacher runs).
     """
     from tqdm.auto import tqdm
 
@@ -231,11 +239,19 @@ def teacher_targets(
     teacher = as_teacher(teacher)
     key = json.dumps({"teacher": teacher.name, "data": data.fingerprint(), "n": len(data)})
     if cache is not None and Path(cache).is_file():
-        with np.load(cache) as stored:
-            if str(stored["key"]) == key:
-                logger.info("teacher targets read from %s", cache)
-                return stored["targets"]
+        try:
+            with np.load(cache) as stored:
+                if str(stored["key"]) == key:
+                    logger.info("teacher targets read from %s", cache)
+                    return stored["targets"]
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            raise ParameterError(
+                f'cache "{cache}" is not a cache of teacher embeddings ({exc}); name a new '
+                "file or remove it."
+            ) from exc
         logger.info("cache %s was made for other data or teacher; recomputing", cache)
+    if cache is not None:
+        check_output_path(cache, "cache")  # before the teacher runs, not after
     step = teacher.batch_size * 8
     parts = []
     for start in tqdm(range(0, len(data), step), unit="batch", disable=not progress):
@@ -243,7 +259,6 @@ def teacher_targets(
         parts.append(teacher(data.windows[start : start + step], data.sr, n_windows=len(data)))
     targets = np.concatenate(parts)
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(cache) as handle:
             np.savez(handle, targets=targets, key=np.array(key))
     return targets

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_choice, check_hop_size, check_positive_int
+from ..checks import check_choice, check_hop_size, check_output_path, check_positive_int
 from ..exceptions import EdgeL3Warning, ParameterError
 from ..files import atomic_write
 from ..litert import frontend_to_dict, sidecar_path
@@ -48,6 +48,7 @@ __all__ = [
     "VARIANTS",
     "ExportResult",
     "backbone_model",
+    "check_export_paths",
     "export_model",
     "frontend_description",
     "load_keras_model",
@@ -262,6 +263,29 @@ def load_keras_model(model):
     return loaded
 
 
+def check_export_paths(path) -> tuple[Path, Path]:
+    """Check the files an export writes, before any work: ``NAME.tflite`` and ``NAME.json``.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.tflite`` file (the name a model file is recognised by).
+
+    Returns
+    -------
+    path, sidecar : pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        If ``path`` does not end in ``.tflite``.
+    OutputError
+        If either file cannot be written (a directory, a folder that is a file...).
+    """
+    path = check_output_path(path, "the export", suffixes=(".tflite",))
+    return path, check_output_path(sidecar_path(path), "the export's description")
+
+
 def export_model(
     model,
     path: str | os.PathLike,
@@ -284,7 +308,9 @@ def export_model(
         ``.h5``/``.h5.gz``/``.keras`` file (see :func:`load_keras_model`).
     path : path-like
         Output ``.tflite`` file; the JSON description is written next to it
-        (``model.tflite`` -> ``model.json``).
+        (``model.tflite`` -> ``model.json``). Both names are checked before any
+        work (:func:`check_export_paths`), and both files appear together or not
+        at all.
     quantization : {'none', 'float16', 'dynamic', 'int8'}
     variant : {'full', 'backbone'} or None
         None: ``'full'`` for float32, ``'backbone'`` for the quantized modes
@@ -316,7 +342,10 @@ def export_model(
     Raises
     ------
     ParameterError
-        For invalid options (int8 with the full variant, no calibration...).
+        For invalid options (int8 with the full variant, no calibration, a
+        path not ending in ``.tflite``...).
+    OutputError
+        If the files cannot be written (checked before the model loads).
     AudioError
         If calibration audio cannot be read.
     EdgeL3Error
@@ -327,6 +356,7 @@ def export_model(
     >>> export_model('sea-64', 'sea64_int8.tflite', quantization='int8',
     ...              calibration='recordings/')                  # doctest: +SKIP
     """
+    path, side = check_export_paths(path)
     check_choice(quantization, QUANTIZATIONS, "quantization")
     if variant is None:
         variant = "full" if quantization == "none" else "backbone"
@@ -372,9 +402,6 @@ def export_model(
 
         BandedBackbone(network, bands)  # check the structure before converting
     flatbuffer = _convert(network, quantization, batch_size, representative, bands)
-    path = Path(path)
-    with atomic_write(path) as handle:
-        handle.write(flatbuffer)
     description = _describe(
         keras_model,
         flatbuffer,
@@ -386,9 +413,18 @@ def export_model(
         0 if representative is None else len(representative),
         bands,
     )
-    side = sidecar_path(path)
-    with atomic_write(side) as handle:
-        handle.write((json.dumps(description, indent=1) + "\n").encode("utf-8"))
+    # Both files or neither: the .tflite is renamed into place just after its sidecar.
+    described = False
+    try:
+        with atomic_write(path) as model_file:
+            model_file.write(flatbuffer)
+            with atomic_write(side) as handle:
+                handle.write((json.dumps(description, indent=1) + "\n").encode("utf-8"))
+            described = True
+    except BaseException:
+        if described:  # the .tflite failed after its new sidecar appeared
+            side.unlink(missing_ok=True)
+        raise
     logger.info("wrote %s (%d bytes) and %s", path, len(flatbuffer), side)
     return ExportResult(
         path,
