@@ -14,9 +14,6 @@ front end are always read from the model itself, never from ``model_type``
 from __future__ import annotations
 
 import logging
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -31,9 +28,10 @@ from .checks import (
     split_signals,
 )
 from .engine import EmbeddingStream, embed_path, embed_signals
-from .exceptions import AudioError, EdgeL3Warning, OutputError, ParameterError
+from .exceptions import ParameterError
 from .files import get_output_path, save_embedding
 from .loading import load_embedding_model, load_model_file
+from .provenance import input_facts, make_provenance
 from .reference import resolve_model
 from .runners import model_sample_rate
 
@@ -43,11 +41,9 @@ __all__ = [
     "load_model_file",
     "model_sample_rate",
     "process_file",
-    "process_files",
     "embed_file",
     "get_output_path",
     "EmbeddingStream",
-    "FileResult",
     "DEFAULT_BATCH_SIZE",
     "check_embedding_options",
 ]
@@ -218,30 +214,6 @@ def get_embedding(
 # --------------------------------------------------------------------------- files
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """Outcome of processing one file with :func:`process_files`.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-        Input file.
-    output : pathlib.Path or None
-        Output file (``None`` if it failed before a path was known).
-    status : {'written', 'skipped', 'failed'}
-    error : str or None
-        The error message of a failed file.
-    warnings : tuple of str
-        EdgeL3Warning messages raised while processing it.
-    """
-
-    path: Path
-    output: Path | None
-    status: str
-    error: str | None = None
-    warnings: tuple[str, ...] = ()
-
-
 def process_file(
     filepath,
     output_dir=None,
@@ -257,6 +229,7 @@ def process_file(
     retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
+    strict: bool = False,
 ) -> str:
     """Embed one audio file and save ``embedding`` and ``timestamps`` to an ``.npz``.
 
@@ -282,6 +255,9 @@ def process_file(
         Windows per forward pass.
     fast_resample : bool
         As in :func:`get_embedding` (not the official numbers).
+    strict : bool
+        Refuse a file holding less audio than its header declares (``AudioError``)
+        instead of embedding what is present with a ``TruncatedAudioWarning``.
 
     Returns
     -------
@@ -291,11 +267,19 @@ def process_file(
     Raises
     ------
     AudioError
-        If the file is missing, unreadable or holds unusable audio.
+        If the file is missing, unreadable or holds unusable audio; if it is
+        truncated and ``strict``.
     OutputError
         If the output cannot be written.
+
+    Warns
+    -----
+    EdgeL3Warning
+        All-zero audio, audio shorter than one window; ``TruncatedAudioWarning``
+        (naming the file, the length its header declares and the length present).
     """
     output_path = get_output_path(filepath, (suffix or "") + ".npz", output_dir=output_dir)
+    facts = input_facts(filepath)  # before reading: a change meanwhile makes the output stale
     embedding, ts = embed_file(
         filepath,
         model=model,
@@ -308,8 +292,11 @@ def process_file(
         verbose=1 if verbose else 0,
         batch_size=batch_size,
         fast_resample=fast_resample,
+        strict=strict,
     )
-    save_embedding(output_path, embedding, ts)
+    model_id = resolve_model(model, model_type, emb_dim, retrain_type, sparsity).model_id
+    record = make_provenance(model_id, hop_size, center, fast_resample, facts)
+    save_embedding(output_path, embedding, ts, provenance=record)
     return output_path
 
 
@@ -326,6 +313,7 @@ def embed_file(
     retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
+    strict: bool = False,
 ):
     """Embed one audio file; files of a minute or more are streamed (flat memory).
 
@@ -344,21 +332,31 @@ def embed_file(
         Windows per forward pass.
     fast_resample : bool
         Use the fast, non-exact resampler (see :func:`get_embedding`).
+    strict : bool
+        Refuse a truncated file (see :func:`process_file`).
 
     Returns
     -------
     embedding : np.ndarray [shape=(T, D)]
     timestamps : np.ndarray [shape=(T,)]
+        Rows of the audio present (fewer for a truncated file than its header says).
 
     Raises
     ------
     AudioError
-        If the file is missing, unreadable or holds unusable audio.
+        If the file is missing, unreadable or holds unusable audio; if it is
+        truncated and ``strict``.
+
+    Warns
+    -----
+    EdgeL3Warning
+        As :func:`process_file`.
     """
     reference, center, hop_size, verbose = check_embedding_options(
         model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
     )
     batch_size = check_positive_int(batch_size, "batch_size")
+    strict = check_flag(strict, "strict")
     frontend.hop_length(hop_size, reference.sample_rate)
     embedding, stamps, _ = embed_path(
         reference,
@@ -368,99 +366,9 @@ def embed_file(
         batch_size=batch_size,
         verbose=verbose,
         fast_resample=bool(fast_resample),
+        strict=strict,
     )
     return embedding, stamps
-
-
-def process_files(
-    filepaths,
-    output_dir=None,
-    suffix=None,
-    model=None,
-    model_type="sparse",
-    emb_dim=128,
-    sparsity=95.45,
-    center=True,
-    hop_size=0.1,
-    *,
-    retrain_type="ft",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    overwrite: bool = False,
-    progress: bool = False,
-    fast_resample: bool = False,
-) -> list[FileResult]:
-    """Embed many files with one loaded model; a bad file is reported, not fatal.
-
-    The positional order is :func:`process_file`'s (up to ``hop_size``).
-
-    Parameters
-    ----------
-    filepaths : iterable of path-like
-        Audio files.
-    output_dir, suffix
-        As in :func:`process_file`.
-    model, model_type, emb_dim, sparsity, center, hop_size, retrain_type
-        As in :func:`get_embedding`.
-    batch_size : int
-        Windows per forward pass.
-    overwrite : bool
-        Recompute files whose output already exists (skipped otherwise).
-    progress : bool
-        Show a progress bar over files.
-    fast_resample : bool
-        Use the fast, non-exact resampler (see :func:`get_embedding`).
-
-    Returns
-    -------
-    list of FileResult
-        One per input, in order.
-
-    Raises
-    ------
-    ParameterError, WeightsError
-        Problems that concern every file (options, model) are raised at once.
-    """
-    from tqdm.auto import tqdm
-
-    loaded, center, hop_size, _ = check_embedding_options(
-        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size
-    )
-    loaded = resolve_model(loaded.load())  # load once, for every file
-    results = []
-    for path in tqdm(list(filepaths), unit="file", disable=not progress):
-        path = Path(path)
-        output = Path(get_output_path(path, (suffix or "") + ".npz", output_dir=output_dir))
-        if output.exists() and not overwrite:
-            results.append(FileResult(path, output, "skipped"))
-            continue
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", EdgeL3Warning)
-                process_file(
-                    path,
-                    output_dir=output_dir,
-                    suffix=suffix,
-                    model=loaded,
-                    model_type=model_type,
-                    emb_dim=emb_dim,
-                    retrain_type=retrain_type,
-                    sparsity=sparsity,
-                    center=center,
-                    hop_size=hop_size,
-                    verbose=False,
-                    batch_size=batch_size,
-                    fast_resample=fast_resample,
-                )
-        except (AudioError, OutputError) as exc:
-            logger.warning("skipping %s: %s", path, exc)
-            results.append(FileResult(path, output, "failed", str(exc)))
-            continue
-        for warning in caught:
-            logger.warning("%s: %s", path, warning.message)
-        results.append(
-            FileResult(path, output, "written", warnings=tuple(str(w.message) for w in caught))
-        )
-    return results
 
 
 # --------------------------------------------------------------------------- 0.2.1 compatibility

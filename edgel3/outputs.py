@@ -1,4 +1,6 @@
-"""Outputs of batch extraction (moved to :mod:`edgel3.batch.outputs`; these names stay here).
+"""Outputs of batch extraction (moved to :mod:`edgel3.batch.outputs` and :mod:`.batch.parquet`).
+
+These names stay importable from here.
 
 Results manifest, errors file, Parquet parts and their reader; see ``docs/scale.rst``.
 """
@@ -9,15 +11,17 @@ from .batch.outputs import (
     MANIFEST_PREFIX,
     ErrorsFile,
     FileTask,
-    ParquetPartWriter,
     ResultsManifest,
-    embeddings_table,
     manifest_record,
     new_run_id,
+    shard_tag,
+)
+from .batch.parquet import (
+    ParquetPartWriter,
+    embeddings_table,
     parquet_schema,
     read_parquet_embeddings,
     remove_partial_outputs,
-    shard_tag,
 )
 
 #: Former name of :func:`manifest_record` (a ``.npz`` file's record).

@@ -122,9 +122,10 @@ def test_embed_folder_recursively_with_sea(audio_tree, tmp_path, capsys, sea64_w
         ]
     )
     assert rc == 0, capsys.readouterr().err
-    written = sorted(p.name for p in out.iterdir())
-    assert written == ["a_sea64.npz", "b_sea64.npz", "c_sea64.npz"]
-    data = np.load(out / "b_sea64.npz")
+    # Sub-folders of the searched folder are kept under -o (one output per input, always).
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npz"))
+    assert written == ["a_sea64.npz", "sub/b_sea64.npz", "sub/c_sea64.npz"]
+    data = np.load(out / "sub" / "b_sea64.npz")
     audio, sr = sf.read(audio_tree / "sub" / "b.flac")
     import warnings
 
@@ -135,9 +136,13 @@ def test_embed_folder_recursively_with_sea(audio_tree, tmp_path, capsys, sea64_w
     np.testing.assert_array_equal(data["timestamps"], ts)
     assert "3 written, 0 skipped" in capsys.readouterr().out
 
-    # Second run: outputs exist and are skipped unless --overwrite.
-    assert main([str(audio_tree), "-o", str(out), "--model", "sea-64", "-x", "sea64"]) == 0
+    # Second run, same options (the model named otherwise): up to date, skipped unless
+    # --overwrite; with another hop size they are stale and recomputed.
+    again = [str(audio_tree), "-o", str(out), "--model", "sea-64", "-x", "sea64"]
+    assert main([*again, "--hop-size", "0.5"]) == 0
     assert "0 written, 3 skipped" in capsys.readouterr().out
+    assert main(again) == 0
+    assert "3 written (3 replacing stale outputs)" in capsys.readouterr().out
     assert (
         main(
             [
@@ -187,7 +192,12 @@ def test_bad_file_is_reported_and_the_rest_written(audio_tree, tmp_path, capsys,
     assert rc == 1
     assert "bad.wav" in captured.err
     assert "3 written, 0 skipped, 1 failed, of 4 files." in captured.out
-    assert sorted(p.name for p in out.iterdir()) == ["a.npz", "b.npz", "c.npz"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "a.npz",
+        "sub",
+        "sub/b.npz",
+        "sub/c.npz",
+    ]
 
 
 def test_missing_input_is_one_line_error(tmp_path, capsys):
@@ -339,10 +349,10 @@ def test_0_2_1_short_flags_embed(clip, tmp_path, capsys):
 def test_summary_mentions_overwrite_only_when_files_were_skipped(clip, tmp_path, capsys):
     argv = [str(clip), "-o", str(tmp_path / "out"), "--model", "tiny"]
     assert main(argv) == 0
-    assert "(output exists" not in capsys.readouterr().out
+    assert "(up to date" not in capsys.readouterr().out
     assert main(argv) == 0
     assert capsys.readouterr().out == (
-        "0 written, 1 skipped (output exists; use --overwrite), 0 failed, of 1 files.\n"
+        "0 written, 1 skipped (up to date; --overwrite recomputes them), 0 failed, of 1 files.\n"
     )
     assert main([*argv, "--overwrite"]) == 0
     assert capsys.readouterr().out == "1 written, 0 skipped, 0 failed, of 1 files.\n"

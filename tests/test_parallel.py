@@ -181,7 +181,7 @@ def test_manifest_ignores_torn_lines_and_other_configs(tmp_path):
 def test_partial_outputs_are_invisible_and_removed(tmp_path):
     import pyarrow.parquet as pq
 
-    table = outputs.embeddings_table(
+    table = batch.embeddings_table(
         [("a.wav", np.ones((2, 3), np.float32), np.array([0.0, 0.1]))], "model-x"
     )
     pq.write_table(table, tmp_path / "part-20260101T000000-abcdef-00000.parquet")
@@ -194,25 +194,25 @@ def test_partial_outputs_are_invisible_and_removed(tmp_path):
     other_shard = tmp_path / ".part-shard-1-of-2-20260102T000000-abcdef-00000.parquet.partial"
     other_shard.write_bytes(b"")
     assert pq.read_table(tmp_path).num_rows == 2  # readers skip hidden files
-    assert outputs.read_parquet_embeddings(tmp_path)["a.wav"][0].shape == (2, 3)
-    removed = outputs.remove_partial_outputs(tmp_path)
+    assert batch.read_parquet_embeddings(tmp_path)["a.wav"][0].shape == (2, 3)
+    removed = batch.remove_partial_outputs(tmp_path)
     assert sorted(removed) == sorted([partial, staging])
     assert other_shard.exists(), "a concurrent shard's temporary file is left alone"
 
 
 def test_embeddings_table_schema():
-    table = outputs.embeddings_table(
+    table = batch.embeddings_table(
         [
             ("a.wav", np.arange(6, dtype=np.float32).reshape(2, 3), np.array([0.0, 0.1])),
             ("b.wav", np.zeros((1, 3), np.float32), np.array([0.0])),
         ],
         "m",
     )
-    assert table.schema == outputs.parquet_schema()
+    assert table.schema == batch.parquet_schema()
     assert table.column("path").to_pylist() == ["a.wav", "a.wav", "b.wav"]
     assert table.column("embedding").to_pylist()[1] == [3.0, 4.0, 5.0]
     with pytest.raises(OutputError, match="different sizes"):
-        outputs.embeddings_table(
+        batch.embeddings_table(
             [("a", np.zeros((1, 3)), np.zeros(1)), ("b", np.zeros((1, 4)), np.zeros(1))], "m"
         )
 
@@ -262,7 +262,7 @@ def test_fast_and_exact_outputs_are_never_mistaken_for_each_other(tmp_path):
     fast = batch.embed_files(files, out, fast_resample=True, **run)
     assert fast.count("written") == 3, "exact outputs are not done for a fast run"
     assert_matches_reference(
-        outputs.read_parquet_embeddings(out),
+        batch.read_parquet_embeddings(out),
         reference_embeddings(files, hop_size=0.5, fast_resample=True),
     )
     assert batch.embed_files(files, out, fast_resample=True, **run).count("skipped") == 3
@@ -282,7 +282,7 @@ def test_parquet_rows_of_a_changed_input_are_superseded(tmp_path):
     rerun = batch.embed_files(files, out, model="tiny", output_format="parquet", hop_size=0.5)
     assert [r.status for r in rerun.results] == ["skipped", "skipped", "written"]
     # The old part keeps the old rows; the reader returns the newest record's rows only.
-    found = outputs.read_parquet_embeddings(out)
+    found = batch.read_parquet_embeddings(out)
     assert_matches_reference(found, reference_embeddings(files, hop_size=0.5))
 
 
@@ -297,7 +297,7 @@ def test_shards_in_one_parquet_dataset_cover_every_file_once(corpus, tmp_path):
         written += run.count("written")
         assert (out / f"_manifest.shard-{index}-of-3.jsonl").exists() or not run.results
     assert written == len(files)
-    assert_matches_reference(outputs.read_parquet_embeddings(out), reference)
+    assert_matches_reference(batch.read_parquet_embeddings(out), reference)
     rerun = batch.embed_files(files, out, model="tiny", output_format="parquet")
     assert rerun.count("skipped") == len(files), "the manifests of all shards are read"
 
@@ -316,8 +316,11 @@ def test_errors_file_and_cli_options(corpus, tmp_path, capsys):
     assert rc == 1
     assert "3 written, 0 skipped, 2 failed" in captured.out
     assert "files/s" in captured.out and "audio-seconds/s" in captured.out
-    lines = [json.loads(line) for line in errors.read_text().splitlines()]
+    records = [json.loads(line) for line in errors.read_text().splitlines()]
+    lines = [e for e in records if e["level"] == "error"]
     assert [Path(e["path"]).name for e in lines] == ["bad.wav", "gone.wav"]
+    # Per-file warnings are recorded too (the corpus's first clip is shorter than a window).
+    assert {e["level"] for e in records} == {"error", "warning"}
     assert "Could not read" in lines[0]["error"] and "could not be found" in lines[1]["error"]
     assert sorted(p.name for p in out.glob("*.npz")) == sorted(f"{p.stem}.npz" for p in files[:3])
     # Usage errors: a shard out of range, no inputs at all, Ray options without Ray.
@@ -367,7 +370,7 @@ def test_a_loaded_model_runs_in_this_process(corpus, tmp_path):
     loaded = resolve_model("tiny").load()
     run = batch.embed_files(files[:2], tmp_path, model=loaded, output_format="parquet")
     assert run.count("written") == 2
-    found = outputs.read_parquet_embeddings(tmp_path)
+    found = batch.read_parquet_embeddings(tmp_path)
     assert_matches_reference(found, {p.as_posix(): reference[p.as_posix()] for p in files[:2]})
     records = (tmp_path / "_manifest.jsonl").read_text().splitlines()
     (model_id,) = {json.loads(line)["model"] for line in records}
@@ -470,7 +473,7 @@ def test_jobs_2_killed_then_resumed_loses_and_duplicates_nothing(tmp_path):
     # The parts written by the two workers hold get_embedding's numbers (within the tolerance:
     # the workers run with half the threads of this process).
     reference = reference_embeddings(files)
-    by_workers = outputs.read_parquet_embeddings(out)
+    by_workers = batch.read_parquet_embeddings(out)
     assert_matches_reference(by_workers, {p: reference[p] for p in by_workers})
 
     rerun = batch.embed_files(files, out, model="tiny", output_format="parquet", files_per_part=2)
@@ -482,7 +485,7 @@ def test_jobs_2_killed_then_resumed_loses_and_duplicates_nothing(tmp_path):
     for path in table.column("path").to_pylist():
         rows_per_file[path] = rows_per_file.get(path, 0) + 1
     assert rows_per_file == {p: len(ts) for p, (_, ts) in reference.items()}, "no lost/dup rows"
-    assert_matches_reference(outputs.read_parquet_embeddings(out), reference)
+    assert_matches_reference(batch.read_parquet_embeddings(out), reference)
 
 
 def test_batch_modules_import_no_heavy_stack():
@@ -503,6 +506,6 @@ def test_jobs_2_fast_resample_streams_long_files_and_matches_get_embedding(corpu
     assert run.count("written") == len(inputs)
     assert run.audio_seconds == pytest.approx(sum(audio_info(p).duration for p in inputs))
     assert_matches_reference(
-        outputs.read_parquet_embeddings(tmp_path / "ds"),
+        batch.read_parquet_embeddings(tmp_path / "ds"),
         reference_embeddings(inputs, fast_resample=True),
     )

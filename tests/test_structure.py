@@ -42,8 +42,13 @@ LOW_LAYER = frozenset(
         "resample_kernel",  # split out of resample
         "frontend",
         "files",
+        "naming",  # output names (issue 11)
+        "provenance",
+        "locks",
         "pipeline",
         "weights",
+        "weight_cache",
+        "fetch",
         "legacy_h5",
         "layers",
         "networks",
@@ -55,6 +60,7 @@ LOW_LAYER = frozenset(
         "reference",
         "engine",
         "core",
+        "runs",  # process_files (issue 11)
     }
 )
 #: Packages and modules (``edgel3.NAME``) of the higher layer.

@@ -31,12 +31,17 @@ Examples
 
 from __future__ import annotations
 
-from .inputs import check_shard, gather_inputs, parse_shard, read_path_list, select_shard
-from .outputs import (
-    ErrorsFile,
-    FileTask,
+from .inputs import (
+    check_shard,
+    gather_inputs,
+    parse_shard,
+    read_path_list,
+    search_roots,
+    select_shard,
+)
+from .outputs import ErrorsFile, FileTask, ResultsManifest
+from .parquet import (
     ParquetPartWriter,
-    ResultsManifest,
     embeddings_table,
     parquet_schema,
     read_parquet_embeddings,
@@ -50,6 +55,7 @@ __all__ = [
     "embed_files",
     "embed_files_ray",
     "gather_inputs",
+    "search_roots",
     "read_path_list",
     "parse_shard",
     "select_shard",

@@ -45,7 +45,12 @@ class FileOutcome:
     error : str or None
         The message of a failed file.
     warnings : tuple of str
-        EdgeL3Warning messages (all-zero or padded audio).
+        EdgeL3Warning messages (all-zero, short or truncated audio).
+    kept : bool
+        The output was found up to date once its lock was held (another run
+        made it meanwhile): nothing was computed.
+    sample_rate, frames : int
+        The input's rate and the frames read (0 for a failed or kept file).
     """
 
     ok: bool
@@ -55,12 +60,32 @@ class FileOutcome:
     timestamps: np.ndarray | None = None
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    kept: bool = False
+    sample_rate: int = 0
+    frames: int = 0
+
+    @property
+    def facts(self) -> dict:
+        """``sample_rate`` and ``frames``, for the results manifest."""
+        return {"sample_rate": self.sample_rate, "frames": self.frames}
 
 
 def embed_one_file(
-    reference, path: str, options: RunOptions, *, output: str | None = None, keep: bool = False
+    reference,
+    path: str,
+    options: RunOptions,
+    *,
+    output: str | None = None,
+    keep: bool = False,
+    provenance: dict | None = None,
+    recheck: bool = True,
 ) -> FileOutcome:
     """Embed one file with :func:`edgel3.engine.embed_path`; write its ``.npz`` if asked.
+
+    An ``.npz`` is computed and written while holding its lock
+    (:func:`edgel3.locks.output_lock`); once the lock is held, an output that
+    another run has meanwhile made up to date is kept (``recheck``), and the
+    temporary files of killed writers are swept.
 
     Parameters
     ----------
@@ -75,6 +100,11 @@ def embed_one_file(
         Save ``embedding`` and ``timestamps`` to this ``.npz`` (atomically).
     keep : bool
         Return the arrays (for Parquet output).
+    provenance : dict, optional
+        The record the ``.npz`` carries (:func:`edgel3.provenance.make_provenance`).
+    recheck : bool
+        Keep an output found up to date once its lock is held (False with
+        ``overwrite``).
 
     Returns
     -------
@@ -87,8 +117,16 @@ def embed_one_file(
     """
     from ..engine import embed_path
     from ..files import save_embedding
+    from ..locks import output_lock, sweep_partials
+    from ..provenance import stale_reason
 
+    lock = output_lock(output) if output is not None else None
     try:
+        if lock is not None:
+            lock.acquire(on_wait=lambda who: logger.warning("waiting for %s (%s)", output, who))
+            if recheck and provenance is not None and stale_reason(output, provenance) is None:
+                return FileOutcome(True, kept=True)
+            sweep_partials(output)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EdgeL3Warning)
             embedding, stamps, info = embed_path(
@@ -98,9 +136,10 @@ def embed_one_file(
                 center=options.center,
                 batch_size=options.batch_size,
                 fast_resample=options.fast_resample,
+                strict=options.strict,
             )
             if output is not None:
-                save_embedding(output, embedding, stamps)
+                save_embedding(output, embedding, stamps, provenance=provenance)
     except RUN_ERRORS:
         raise
     except Exception as exc:  # one bad file must not stop a long batch job
@@ -108,6 +147,9 @@ def embed_one_file(
         if isinstance(exc, EdgeL3Error):
             return FileOutcome(False, error=str(exc))
         return FileOutcome(False, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if lock is not None:
+            lock.release()
     messages = [str(w.message) for w in caught if issubclass(w.category, EdgeL3Warning)]
     return FileOutcome(
         True,
@@ -116,4 +158,6 @@ def embed_one_file(
         embedding=embedding if keep else None,
         timestamps=stamps if keep else None,
         warnings=tuple(dict.fromkeys(messages)),
+        sample_rate=info.sample_rate,
+        frames=info.frames,
     )

@@ -12,7 +12,14 @@ from ..checks import check_non_negative_int, check_positive_int
 from ..exceptions import AudioError, ParameterError
 from ..files import collect_audio_files
 
-__all__ = ["read_path_list", "gather_inputs", "parse_shard", "select_shard", "check_shard"]
+__all__ = [
+    "read_path_list",
+    "gather_inputs",
+    "search_roots",
+    "parse_shard",
+    "select_shard",
+    "check_shard",
+]
 
 
 def read_path_list(path) -> list[Path]:
@@ -84,6 +91,26 @@ def gather_inputs(inputs: Iterable = (), *, manifest=None, recursive: bool = Tru
     for path in found:
         unique.setdefault(os.path.abspath(path), path)
     return list(unique.values())
+
+
+def search_roots(inputs: Iterable = (), *, manifest=None) -> list[Path]:
+    """The directories :func:`gather_inputs` searches (inputs and list entries that are folders).
+
+    Their sub-folders are kept in output names (:func:`edgel3.naming.output_paths`).
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+    manifest : path-like, optional
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
+    entries = [Path(item) for item in inputs]
+    if manifest is not None:
+        entries.extend(read_path_list(manifest))
+    return [entry for entry in entries if entry.is_dir()]
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -1,4 +1,6 @@
-"""Outputs of batch extraction: results manifest, errors file, npz files, Parquet parts.
+"""Records of batch extraction: file tasks, the results manifest, the errors file.
+
+Parquet parts are :mod:`edgel3.batch.parquet`'s.
 
 Crash safety rests on two rules:
 
@@ -22,15 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
 
 from ..exceptions import OutputError
 
@@ -38,16 +36,13 @@ __all__ = [
     "FileTask",
     "ResultsManifest",
     "ErrorsFile",
-    "ParquetPartWriter",
-    "parquet_schema",
-    "read_parquet_embeddings",
-    "remove_partial_outputs",
     "new_run_id",
     "shard_tag",
-    "embeddings_table",
     "manifest_record",
     "MANIFEST_PREFIX",
     "RECORD_DEFAULTS",
+    "RUN_ID_PATTERN",
+    "read_manifests",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,17 +50,8 @@ logger = logging.getLogger(__name__)
 MANIFEST_PREFIX = "_manifest"
 #: Config values of records written before the field existed (older runs were exact).
 RECORD_DEFAULTS = {"fast_resample": False}
-_RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{6}"  # what new_run_id() makes
-_PYARROW_HINT = "Parquet output needs pyarrow: pip install pyarrow (or pip install edgel3[ray])."
-
-
-def _import_pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise OutputError(_PYARROW_HINT) from exc
-    return pa, pq
+#: What :func:`new_run_id` makes.
+RUN_ID_PATTERN = r"\d{8}T\d{6}-[0-9a-f]{6}"
 
 
 def new_run_id() -> str:
@@ -92,6 +78,10 @@ class FileTask:
         Size and modification time when the run was planned (-1 if missing).
     output : str or None
         The ``.npz`` output path (None for Parquet output).
+    provenance : dict or None
+        The record its output will carry (:func:`edgel3.provenance.make_provenance`).
+    reason : str or None
+        Why it is computed (``'new'``, ``'overwrite'``, ``'stale: ...'``).
     """
 
     path: str
@@ -99,18 +89,36 @@ class FileTask:
     size: int
     mtime_ns: int
     output: str | None = None
+    provenance: dict | None = None
+    reason: str | None = None
 
     @classmethod
-    def from_path(cls, path, output: str | None = None) -> FileTask:
-        """Stat ``path`` (a missing file gets size -1 and fails later, when read)."""
+    def from_path(cls, path, output: str | None = None, provenance: dict | None = None):
+        """Stat ``path`` (a missing file gets size -1 and fails later, when read).
+
+        Parameters
+        ----------
+        path : path-like
+        output : str, optional
+        provenance : dict, optional
+            Its ``input`` facts give the size and mtime when present.
+
+        Returns
+        -------
+        FileTask
+        """
         text = Path(path).as_posix()
         absolute = os.path.abspath(os.fspath(path))
-        try:
-            stat = os.stat(absolute)
-            size, mtime = stat.st_size, stat.st_mtime_ns
-        except OSError:
-            size, mtime = -1, -1
-        return cls(text, absolute, size, mtime, output)
+        facts = (provenance or {}).get("input")
+        if facts is not None:
+            size, mtime = facts["size"], facts["mtime_ns"]
+        else:
+            try:
+                stat = os.stat(absolute)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1
+        return cls(text, absolute, size, mtime, output, provenance)
 
 
 # --------------------------------------------------------------------------- manifest
@@ -141,12 +149,9 @@ class ResultsManifest:
         self.config = dict(config)
         self.path = self.directory / (MANIFEST_PREFIX + (f".{tag}" if tag else "") + ".jsonl")
         self._by_path: dict[str, dict] = {}
-        self._by_output: dict[str, dict] = {}
-        for record in _read_manifests(self.directory):
+        for record in read_manifests(self.directory):
             if self.matches(record):
                 self._by_path[record.get("abspath")] = record
-            if record.get("output"):
-                self._by_output[record["output"]] = record
 
     def matches(self, record: dict) -> bool:
         """Whether ``record`` was made with this config (absent fields: :data:`RECORD_DEFAULTS`).
@@ -175,14 +180,6 @@ class ResultsManifest:
             and self._output_exists(record["output"])
         )
 
-    def is_outdated(self, task: FileTask) -> bool:
-        """Whether the newest record of ``task.output`` was made from another input or config."""
-        record = self._by_output.get(task.output)
-        if record is None:
-            return False
-        same_input = all(record.get(k) == getattr(task, k) for k in ("abspath", "size", "mtime_ns"))
-        return not same_input or not self.matches(record)
-
     def append(self, records: Sequence[dict]) -> None:
         """Append records (config fields are added) with one write; raises OutputError."""
         if not records:
@@ -192,11 +189,19 @@ class ResultsManifest:
         _append_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in full))
         for record in full:
             self._by_path[record["abspath"]] = record
-            self._by_output[record["output"]] = record
 
 
-def _read_manifests(directory: Path) -> list[dict]:
-    """Records of every shard's manifest, oldest first (so later ones supersede)."""
+def read_manifests(directory: Path) -> list[dict]:
+    """Records of every shard's manifest in ``directory``, oldest first (later ones supersede).
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+
+    Returns
+    -------
+    list of dict
+    """
     records = []
     for manifest in sorted(directory.glob(MANIFEST_PREFIX + "*.jsonl")):
         records.extend(_read_jsonl(manifest))
@@ -238,7 +243,10 @@ def _append_text(path: Path, text: str) -> None:
 
 
 class ErrorsFile:
-    """JSON Lines file of failed inputs (``path``, ``error``, ``run``, ``time``), appended.
+    """JSON Lines file of failed inputs and per-file warnings, appended.
+
+    Each line holds ``path``, ``level`` (``'error'`` or ``'warning'``),
+    ``error`` (the message), ``run`` and ``time``.
 
     Parameters
     ----------
@@ -246,133 +254,46 @@ class ErrorsFile:
         The file; ``None`` records nothing.
     run_id : str
         Written on every line, to tell runs apart.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is a directory or its folder cannot be written (checked
+        here, before any work).
     """
 
     def __init__(self, path, run_id: str):
         self.path = None if path is None else Path(path)
         self.run_id = run_id
+        if self.path is None:
+            return
+        if self.path.is_dir():
+            raise OutputError(f'The errors file "{self.path}" is a directory; name a file.')
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f'Cannot write the errors file "{self.path}": no writable folder.')
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise OutputError(f'Cannot write the errors file "{self.path}": permission denied.')
 
-    def add(self, entries: Iterable[tuple[str, str]]) -> None:
-        """Record ``(path, error message)`` pairs."""
+    def add(self, entries: Iterable[tuple[str, str]], level: str = "error") -> None:
+        """Record ``(path, message)`` pairs at ``level`` (``'error'`` or ``'warning'``)."""
         entries = list(entries)
         if self.path is None or not entries:
             return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         lines = "".join(
-            json.dumps({"path": path, "error": error, "run": self.run_id, "time": stamp}) + "\n"
-            for path, error in entries
+            json.dumps(
+                {"path": path, "level": level, "error": message, "run": self.run_id, "time": stamp}
+            )
+            + "\n"
+            for path, message in entries
         )
         _append_text(self.path, lines)
 
 
-# --------------------------------------------------------------------------- parquet
-
-
-def parquet_schema():
-    """Arrow schema of the Parquet dataset: one row per window.
-
-    Columns: ``path`` (string, the input as listed), ``timestamp`` (float64,
-    seconds from the start of the file), ``embedding`` (list<float32>) and
-    ``model`` (string, the model id).
-    """
-    pa, _ = _import_pyarrow()
-    return pa.schema(
-        [
-            ("path", pa.string()),
-            ("timestamp", pa.float64()),
-            ("embedding", pa.list_(pa.float32())),
-            ("model", pa.string()),
-        ]
-    )
-
-
-def embeddings_table(items: Sequence[tuple[str, np.ndarray, np.ndarray]], model_id: str):
-    """Arrow table of ``(path, embedding (T, D), timestamps (T,))`` items, one row per window."""
-    pa, _ = _import_pyarrow()
-    counts = [len(ts) for _, _, ts in items]
-    total = sum(counts)
-    dims = {emb.shape[1] for _, emb, _ in items if len(emb)}
-    if len(dims) > 1:
-        raise OutputError(f"Embeddings of different sizes in one part: {sorted(dims)}.")
-    dim = dims.pop() if dims else 0
-    flat = (
-        np.concatenate([np.asarray(e, np.float32).reshape(-1) for _, e, _ in items])
-        if total
-        else np.zeros(0, np.float32)
-    )
-    offsets = np.arange(total + 1, dtype=np.int32) * dim
-    embedding = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float32()))
-    return pa.Table.from_arrays(
-        [
-            pa.array(np.repeat([p for p, _, _ in items], counts).tolist(), pa.string()),
-            pa.array(np.concatenate([t for _, _, t in items]) if total else [], pa.float64()),
-            embedding,
-            pa.array([model_id] * total, pa.string()),
-        ],
-        schema=parquet_schema(),
-    )
-
-
-class ParquetPartWriter:
-    """Buffer per-file embeddings and write them as Parquet parts, atomically.
-
-    A part is written to a hidden temporary file, recorded in the manifest,
-    then renamed to ``part-[<tag>-]<run>-<k>.parquet``.
-
-    Parameters
-    ----------
-    directory : path-like
-        The dataset directory.
-    manifest : ResultsManifest
-    model_id : str
-    run_id : str
-    tag : str
-        Shard tag.
-    files_per_part : int
-        Input files per part.
-    """
-
-    def __init__(self, directory, manifest, model_id, run_id, tag="", files_per_part=256):
-        self.directory = Path(directory)
-        self.manifest = manifest
-        self.model_id = model_id
-        self.prefix = "part-" + (f"{tag}-" if tag else "") + run_id
-        self.files_per_part = files_per_part
-        self._items: list[tuple[str, np.ndarray, np.ndarray]] = []
-        self._records: list[dict] = []
-        self._count = 0
-
-    def add(self, task: FileTask, embedding, timestamps, duration: float) -> None:
-        """Add one finished file; writes a part when ``files_per_part`` are buffered."""
-        self._items.append((task.path, embedding, timestamps))
-        self._records.append(manifest_record(task, len(timestamps), duration))
-        if len(self._items) >= self.files_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the buffered files as one part (nothing if the buffer is empty)."""
-        if not self._items:
-            return
-        _, pq = _import_pyarrow()
-        name = f"{self.prefix}-{self._count:05d}.parquet"
-        final = self.directory / name
-        tmp = self.directory / f".{name}.partial"
-        table = embeddings_table(self._items, self.model_id)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, tmp)
-            for record in self._records:
-                record["output"] = name
-            self.manifest.append(self._records)
-            os.replace(tmp, final)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f'Cannot write Parquet part "{final}": {exc}') from exc
-        self._count += 1
-        self._items, self._records = [], []
-
-
-def manifest_record(task: FileTask, rows: int, duration: float) -> dict:
+def manifest_record(task: FileTask, rows: int, duration: float, **facts) -> dict:
     """The manifest record of one finished file (its ``output`` is ``task.output``).
 
     Parquet writers replace ``output`` by the part (or Ray run directory) holding its rows.
@@ -384,96 +305,15 @@ def manifest_record(task: FileTask, rows: int, duration: float) -> dict:
         Windows embedded.
     duration : float
         Seconds of audio.
+    **facts
+        More about the input (``sample_rate``, ``frames``).
 
     Returns
     -------
     dict
-        ``path``, ``abspath``, ``size``, ``mtime_ns``, ``output``, ``rows``, ``duration``.
+        ``path``, ``abspath``, ``size``, ``mtime_ns``, ``output``, ``rows``,
+        ``duration`` and ``facts``.
     """
-    record = asdict(task)
-    record.update(rows=int(rows), duration=round(float(duration), 6))
+    record = {k: v for k, v in asdict(task).items() if k not in ("provenance", "reason")}
+    record.update(rows=int(rows), duration=round(float(duration), 6), **facts)
     return record
-
-
-def remove_partial_outputs(directory, tag: str = "") -> list[Path]:
-    """Delete temporary files and staging directories left by killed runs of this shard.
-
-    Only hidden ``.part-<tag>...partial`` files and ``.ray-<tag>...`` directories
-    are touched; concurrent shards use other tags.
-
-    Returns
-    -------
-    list of pathlib.Path
-        What was removed.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    infix = re.escape(f"{tag}-" if tag else "")
-    part = re.compile(rf"\.part-{infix}{_RUN_ID}-\d+\.parquet\.partial")
-    staging = re.compile(rf"\.ray-{infix}{_RUN_ID}")
-    removed = []
-    for path in directory.iterdir():
-        if part.fullmatch(path.name) or staging.fullmatch(path.name):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def read_parquet_embeddings(directory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Read a Parquet embedding dataset back as ``{path: (embedding, timestamps)}``.
-
-    Rows are grouped per input file and sorted by timestamp. When the
-    directory holds a results manifest, only the rows of each file's newest
-    record are kept (older rows of a file that changed are ignored).
-
-    Parameters
-    ----------
-    directory : path-like
-
-    Returns
-    -------
-    dict of str to (np.ndarray [shape=(T, D)], np.ndarray [shape=(T,)])
-
-    Raises
-    ------
-    OutputError
-        If a file's rows are found in more than one part of its newest record.
-    """
-    pa, pq = _import_pyarrow()
-    import pyarrow.dataset as pads
-
-    directory = Path(directory)
-    newest: dict[str, str] = {}
-    for record in _read_manifests(directory):
-        newest[record["path"]] = record["output"]
-    grouped: dict[str, list] = {}
-    dataset = pads.dataset(directory, format="parquet")
-    for fragment in dataset.get_fragments():
-        part = Path(fragment.path).relative_to(directory).parts[0]
-        table = fragment.to_table()
-        paths = table.column("path").to_pylist()
-        stamps = table.column("timestamp").to_numpy()
-        embedding = table.column("embedding").combine_chunks()
-        flat = embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        dim = flat.size // max(len(paths), 1)
-        matrix = flat.reshape(len(paths), dim) if paths else flat.reshape(0, 0)
-        for index, path in enumerate(paths):
-            if newest and newest.get(path) not in (None, part):
-                continue
-            grouped.setdefault(path, []).append((part, stamps[index], matrix[index]))
-    result = {}
-    for path, rows in grouped.items():
-        if len({part for part, _, _ in rows}) > 1:
-            raise OutputError(
-                f"Rows of {path!r} are in several parts: {sorted({r[0] for r in rows})}."
-            )
-        rows.sort(key=lambda row: row[1])
-        result[path] = (
-            np.stack([row[2] for row in rows]),
-            np.array([row[1] for row in rows], dtype=np.float64),
-        )
-    return result

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..checks import check_choice, check_flag, check_positive_int
-from ..core import FileResult, check_embedding_options
-from ..exceptions import ParameterError
-from ..files import get_output_path
+from ..core import check_embedding_options
+from ..exceptions import OutputError, ParameterError
+from ..locks import DatasetLock
+from ..naming import output_paths
+from ..provenance import decide_output, input_facts, make_provenance
 from ..reference import ModelReference, resolve_model
+from ..runs import FileResult
+from ..version import __version__
 from .inputs import check_shard, select_shard
-from .outputs import FileTask, ResultsManifest, remove_partial_outputs, shard_tag
+from .outputs import FileTask, ResultsManifest, shard_tag
+from .parquet import remove_partial_outputs
 
 __all__ = [
     "RunSummary",
@@ -22,6 +27,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "check_run_options",
     "check_portable",
+    "check_output_dir",
     "plan_run",
     "result_output",
     "ModelRef",
@@ -77,6 +83,13 @@ class Plan:
     skipped: list[tuple[int, FileResult]]
     manifest: ResultsManifest | None
     tag: str
+    lock: DatasetLock | None = None
+
+    def close(self) -> None:
+        """Release the dataset lock (if any)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,8 @@ class RunOptions:
     batch_size : int
     fast_resample : bool
     output_format : {'npz', 'parquet'}
+    strict : bool
+        Refuse files whose data is shorter than their header declares.
     """
 
     hop_size: float
@@ -97,6 +112,7 @@ class RunOptions:
     batch_size: int
     fast_resample: bool
     output_format: str
+    strict: bool = False
 
     def config(self, reference: ModelReference) -> dict:
         """What makes two runs' outputs comparable: the manifest's config.
@@ -109,7 +125,8 @@ class RunOptions:
         -------
         dict
             ``model`` (:attr:`~edgel3.reference.ModelReference.model_id`),
-            ``hop_size``, ``center``, ``fast_resample`` and ``format``.
+            ``hop_size``, ``center``, ``fast_resample``, ``format`` and
+            ``edgel3`` (the version).
         """
         return {
             "model": reference.model_id,
@@ -117,6 +134,7 @@ class RunOptions:
             "center": self.center,
             "fast_resample": self.fast_resample,
             "format": self.output_format,
+            "edgel3": __version__,
         }
 
 
@@ -131,6 +149,7 @@ def check_run_options(
     batch_size,
     output_format,
     fast_resample=False,
+    strict=False,
 ) -> tuple[ModelReference, RunOptions]:
     """Check the options shared by every engine and resolve the run's model.
 
@@ -145,6 +164,7 @@ def check_run_options(
     batch_size : int
     output_format : {'npz', 'parquet'}
     fast_resample : bool
+    strict : bool
 
     Returns
     -------
@@ -167,6 +187,7 @@ def check_run_options(
         batch_size=check_positive_int(batch_size, "batch_size"),
         fast_resample=check_flag(fast_resample, "fast_resample"),
         output_format=check_choice(output_format, OUTPUT_FORMATS, "output_format"),
+        strict=check_flag(strict, "strict"),
     )
     return reference, options
 
@@ -198,23 +219,64 @@ def check_portable(reference: ModelReference, engine: str) -> ModelReference:
     return reference
 
 
-def plan_run(paths, output_dir, suffix, output_format, shard, config, overwrite) -> Plan:
-    """Select the shard, stat the files and skip those already done.
+def check_output_dir(output_dir, output_format: str):
+    """An output directory that is not an existing file (None allowed for ``.npz``).
+
+    Raises
+    ------
+    ParameterError
+        Parquet output without a directory.
+    OutputError
+        ``output_dir`` is an existing file.
+    """
+    if output_format == "parquet" and not output_dir:
+        raise ParameterError("Parquet output needs an output directory (output_dir / -o DIR).")
+    if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputError(
+            f'The output directory "{output_dir}" is an existing file; name a directory '
+            "(it is created if missing)."
+        )
+    return output_dir
+
+
+def plan_run(
+    paths,
+    output_dir,
+    suffix,
+    shard,
+    reference: ModelReference,
+    options: RunOptions,
+    *,
+    overwrite: bool = False,
+    keep_existing: bool = False,
+    roots=(),
+) -> Plan:
+    """Name every output, select the shard, and skip what is done; nothing is loaded.
+
+    Output names are decided over all ``paths`` (before sharding, so shards
+    never collide): :func:`edgel3.naming.output_paths`. An ``.npz`` is done
+    when its provenance record matches the run
+    (:func:`edgel3.provenance.decide_output`); a file of a Parquet dataset
+    when the results manifest records it with the run's config, the file is
+    unchanged and its part exists. A Parquet run takes the dataset's lock
+    (:class:`edgel3.locks.DatasetLock`) first; :meth:`Plan.close` releases it.
 
     Parameters
     ----------
     paths : sequence of path-like
     output_dir : path-like or None
-        Holds the results manifest; None (``.npz`` next to the inputs) skips
-        only existing outputs.
+        Holds the results manifest; None writes ``.npz`` next to the inputs.
     suffix : str or None
         ``.npz`` name suffix.
-    output_format : {'npz', 'parquet'}
     shard : (int, int), str or None
-    config : dict
-        The run's manifest config (:meth:`RunOptions.config`).
+    reference : ModelReference
+    options : RunOptions
     overwrite : bool
         Redo every file.
+    keep_existing : bool
+        Keep every existing ``.npz`` without checking it.
+    roots : iterable of path-like
+        Directories searched for the inputs (see :func:`~edgel3.naming.output_paths`).
 
     Returns
     -------
@@ -223,36 +285,58 @@ def plan_run(paths, output_dir, suffix, output_format, shard, config, overwrite)
     Raises
     ------
     ParameterError
-        A bad shard, or Parquet output without an output directory.
+        A bad shard or suffix, or Parquet output without an output directory.
+    OutputError
+        ``output_dir`` is a file, or another run holds the Parquet dataset.
     """
+    output_format = options.output_format
+    check_output_dir(output_dir, output_format)
     shard = check_shard(shard)
+    paths = list(paths)
+    outputs = [None] * len(paths)
+    if output_format == "npz":
+        outputs = output_paths(paths, output_dir, suffix, roots=roots)
+    pairs = list(zip(paths, outputs))
     if shard is not None:
-        paths = select_shard(paths, *shard)
+        chosen = {id(p) for p in select_shard(paths, *shard)}
+        pairs = [pair for pair in pairs if id(pair[0]) in chosen]
     tag = shard_tag(shard)
-    if output_format == "parquet" and not output_dir:
-        raise ParameterError("Parquet output needs an output directory (output_dir / -o DIR).")
-    manifest = ResultsManifest(output_dir, config, tag) if output_dir else None
+    lock = None
     if output_format == "parquet":
-        for removed in remove_partial_outputs(output_dir, tag):
-            logger.info("removed %s, left by an interrupted run", removed)
-    todo, skipped = [], []
-    for index, path in enumerate(paths):
-        output = None
-        if output_format == "npz":
-            output = os.path.abspath(get_output_path(path, (suffix or "") + ".npz", output_dir))
-        task = FileTask.from_path(path, output)
-        done = not overwrite and manifest is not None and manifest.is_done(task)
-        if output is not None and not overwrite and not done:
-            # 0.2.1's rule (an existing output is kept) unless the manifest says it is stale.
-            stale = manifest is not None and manifest.is_outdated(task)
-            done = os.path.exists(output) and not stale
-        if done:
-            skipped.append(
-                (index, FileResult(Path(path), result_output(task, output_dir), "skipped"))
+        lock = DatasetLock(output_dir, shard)
+        lock.acquire()
+    try:
+        manifest = (
+            ResultsManifest(output_dir, options.config(reference), tag) if output_dir else None
+        )
+        if output_format == "parquet":
+            for removed in remove_partial_outputs(output_dir, tag):
+                logger.info("removed %s, left by an interrupted run", removed)
+        model_id = reference.model_id
+        todo, skipped = [], []
+        for index, (path, output) in enumerate(pairs):
+            facts = input_facts(path)
+            record = make_provenance(
+                model_id, options.hop_size, options.center, options.fast_resample, facts
             )
-        else:
-            todo.append((index, task))
-    return Plan(todo, skipped, manifest, tag)
+            task = FileTask.from_path(path, output, record)
+            if output is None:
+                done = not overwrite and manifest.is_done(task)
+                reason = None if done else "new"
+            else:
+                reason = decide_output(
+                    output, record, overwrite=overwrite, keep_existing=keep_existing
+                )
+            if reason is None:
+                result = FileResult(Path(path), result_output(task, output_dir), "skipped")
+                skipped.append((index, replace(result, note="up to date")))
+            else:
+                todo.append((index, replace(task, reason=reason)))
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return Plan(todo, skipped, manifest, tag, lock)
 
 
 #: The model reference type of batch runs (formerly ``edgel3.batch.model_ref.ModelRef``).

@@ -29,10 +29,13 @@ import time
 from pathlib import Path
 
 from ..checks import check_positive_int, is_real
-from ..core import DEFAULT_BATCH_SIZE, FileResult
+from ..core import DEFAULT_BATCH_SIZE
 from ..exceptions import EdgeL3Error, OutputError, ParameterError
+from ..runs import FileResult
+from ..tf_logging import DEFAULT_LEVEL, LEVEL_VARIABLE
 from .embedding import embed_one_file
-from .outputs import ErrorsFile, embeddings_table, manifest_record, new_run_id
+from .outputs import ErrorsFile, manifest_record, new_run_id
+from .parquet import embeddings_table
 from .plan import RunSummary, check_portable, check_run_options, plan_run, result_output
 
 __all__ = ["embed_files_ray", "RAY_INSTALL_HINT"]
@@ -71,8 +74,8 @@ class _Collector:
 class _Embedder:
     """Actor holding the model; embeds each file of a batch with embed_path (streamed if long)."""
 
-    def __init__(self, reference, model_id, options, threads, sink):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    def __init__(self, reference, model_id, options, threads, sink, config=None):
+        os.environ.setdefault(LEVEL_VARIABLE, DEFAULT_LEVEL)  # as edgel3.tf_logging sets it
         from ..threads import configure_threads
 
         configure_threads(threads)  # TF, numba and BLAS share the actor's CPUs
@@ -81,6 +84,7 @@ class _Embedder:
         self.model_id = model_id
         self.options = options
         self.sink = sink
+        self.config = config
 
     def __call__(self, batch: dict):
         import ray
@@ -96,9 +100,9 @@ class _Embedder:
                 failed.append((index, outcome.error))
                 continue
             items.append((path, outcome.embedding, outcome.timestamps))
-            done.append((index, outcome.rows, outcome.duration, outcome.warnings))
+            done.append((index, outcome.rows, outcome.duration, outcome.warnings, outcome.facts))
         ray.get(self.sink.add.remote(done, failed))
-        return embeddings_table(items, self.model_id)
+        return embeddings_table(items, self.model_id, self.config)
 
 
 def _count_rows(directory: Path) -> int:
@@ -130,6 +134,7 @@ def embed_files_ray(
     progress: bool = False,
     ray_init_kwargs: dict | None = None,
     fast_resample: bool = False,
+    strict: bool = False,
 ) -> RunSummary:
     """Embed many files with a Ray Data pipeline into a Parquet dataset.
 
@@ -158,7 +163,7 @@ def embed_files_ray(
         Files handed to an actor at a time.
     output_format : {'parquet'}
         Only Parquet: the Ray engine writes a dataset.
-    shard, errors_file, batch_size, overwrite, progress, fast_resample
+    shard, errors_file, batch_size, overwrite, progress, fast_resample, strict
         As in :func:`edgel3.batch.embed_files`.
     ray_init_kwargs : dict, optional
         Extra arguments of ``ray.init`` (``num_cpus``, ``runtime_env``, ...).
@@ -185,6 +190,7 @@ def embed_files_ray(
         batch_size,
         output_format,
         fast_resample,
+        strict,
     )
     if output_format != "parquet":
         raise ParameterError(
@@ -198,8 +204,31 @@ def embed_files_ray(
     concurrency = _check_concurrency(concurrency)
     check_portable(reference, "the Ray engine")
     ray = _import_ray()
-    plan = plan_run(paths, output_dir, None, "parquet", shard, options.config(reference), overwrite)
-    summary = RunSummary(run_id=new_run_id())
+    errors = ErrorsFile(errors_file, new_run_id())
+    plan = plan_run(paths, output_dir, None, shard, reference, options, overwrite=overwrite)
+    try:
+        return _run_plan(
+            ray,
+            plan,
+            reference,
+            options,
+            errors,
+            started,
+            address,
+            ray_init_kwargs,
+            concurrency=concurrency,
+            num_cpus=num_cpus,
+            files_per_batch=files_per_batch,
+            progress=progress,
+        )
+    finally:
+        plan.close()
+
+
+def _run_plan(ray, plan, reference, options, errors, started, address, ray_init_kwargs, **pipeline):
+    """Run a planned Ray job and commit its dataset; the summary."""
+    output_dir = plan.manifest.directory
+    summary = RunSummary(run_id=errors.run_id)
     results = dict(plan.skipped)
     name = "ray-" + (f"{plan.tag}-" if plan.tag else "") + summary.run_id
     staging, final = Path(output_dir) / f".{name}", Path(output_dir) / name
@@ -220,31 +249,29 @@ def embed_files_ray(
                 reference,
                 options,
                 staging,
-                concurrency=concurrency,
-                num_cpus=num_cpus,
-                files_per_batch=files_per_batch,
-                progress=progress,
+                **pipeline,
             )
     finally:
         if started_ray:
             ray.shutdown()
     tasks = dict(plan.todo)
     _commit(plan, tasks, done, staging, final)
-    errors = []
+    failures = []
     for index, task in plan.todo:
         output = result_output(task, output_dir)
         if index in done:
-            _, rows, duration, messages = done[index]
+            _, rows, duration, messages, _ = done[index]
             for message in messages:
                 logger.warning("%s: %s", task.path, message)
+            errors.add([(task.path, message) for message in messages], level="warning")
             summary.audio_seconds += duration
             results[index] = FileResult(Path(task.path), output, "written", warnings=messages)
         else:
             error = failed.get(index, "not embedded (lost by the pipeline)")
             logger.warning("skipping %s: %s", task.path, error)
-            errors.append((task.path, error))
+            failures.append((task.path, error))
             results[index] = FileResult(Path(task.path), output, "failed", error)
-    ErrorsFile(errors_file, summary.run_id).add(errors)
+    errors.add(failures)
     summary.results = [results[index] for index in sorted(results)]
     summary.seconds = time.perf_counter() - started
     return summary
@@ -301,6 +328,7 @@ def _run_pipeline(
             "options": options,
             "threads": max(1, int(num_cpus)),
             "sink": sink,
+            "config": plan.manifest.config,
         },
         batch_size=per_block,
         batch_format="numpy",
@@ -327,7 +355,7 @@ def _commit(plan, tasks, done, staging: Path, final: Path) -> None:
 
             shutil.rmtree(staging, ignore_errors=True)
         return
-    expected = sum(rows for _, rows, _, _ in done.values())
+    expected = sum(item[1] for item in done.values())
     found = _count_rows(staging) if staging.is_dir() else 0
     if found != expected:
         raise OutputError(
@@ -335,8 +363,8 @@ def _commit(plan, tasks, done, staging: Path, final: Path) -> None:
             "nothing was committed (run the command again)."
         )
     records = []
-    for index, (_, rows, duration, _) in sorted(done.items()):
-        record = manifest_record(tasks[index], rows, duration)
+    for index, (_, rows, duration, _, facts) in sorted(done.items()):
+        record = manifest_record(tasks[index], rows, duration, **facts)
         record["output"] = final.name
         records.append(record)
     plan.manifest.append(records)

@@ -25,12 +25,15 @@ from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
 
-from ..checks import check_positive_int
-from ..core import DEFAULT_BATCH_SIZE, FileResult
+from ..checks import check_flag, check_positive_int
+from ..core import DEFAULT_BATCH_SIZE
 from ..exceptions import EdgeL3Error, OutputError
+from ..runs import FileResult
+from ..tf_logging import DEFAULT_LEVEL, LEVEL_VARIABLE
 from ..threads import cores_per_worker
 from .embedding import FileOutcome, embed_one_file
-from .outputs import ErrorsFile, FileTask, ParquetPartWriter, manifest_record, new_run_id
+from .outputs import ErrorsFile, FileTask, manifest_record, new_run_id
+from .parquet import ParquetPartWriter
 from .plan import (
     RunOptions,
     RunSummary,
@@ -53,7 +56,15 @@ _WORKER: dict = {}
 def _embed_task(reference, task: FileTask, options: RunOptions) -> FileOutcome:
     output = task.output if options.output_format == "npz" else None
     keep = options.output_format == "parquet"
-    return embed_one_file(reference, task.abspath, options, output=output, keep=keep)
+    return embed_one_file(
+        reference,
+        task.abspath,
+        options,
+        output=output,
+        keep=keep,
+        provenance=task.provenance,
+        recheck=task.reason != "overwrite",
+    )
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -69,7 +80,7 @@ def _init_worker(reference, threads: int, parent_pid: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault(LEVEL_VARIABLE, DEFAULT_LEVEL)  # as edgel3.tf_logging sets it
     _WORKER["reference"] = reference
     try:
         from ..threads import configure_threads
@@ -162,6 +173,9 @@ def embed_files(
     progress: bool = False,
     files_per_part: int = 256,
     fast_resample: bool = False,
+    strict: bool = False,
+    keep_existing: bool = False,
+    roots=(),
 ) -> RunSummary:
     """Embed many files with ``jobs`` processes; resumable, shardable, crash-safe.
 
@@ -192,11 +206,17 @@ def embed_files(
         (chosen by a hash of each path, see
         :func:`~edgel3.batch.inputs.select_shard`).
     errors_file : path-like, optional
-        JSON Lines file to which failed files are appended.
+        JSON Lines file to which failed files (``level`` ``'error'``) and
+        per-file warnings (``'warning'``) are appended.
     batch_size : int
         Windows per forward pass (results do not depend on it).
     overwrite : bool
         Recompute files that are done.
+    keep_existing : bool
+        Keep every existing ``.npz`` without checking its provenance.
+    roots : iterable of path-like
+        Directories searched for the inputs: their sub-folders are kept under
+        ``output_dir`` (:func:`edgel3.naming.output_paths`).
     progress : bool
         Show a progress bar with files/s and audio-seconds/s.
     files_per_part : int
@@ -205,6 +225,9 @@ def embed_files(
         Resample with the fast, non-exact resampler (see
         :func:`edgel3.get_embedding`); recorded in the manifest, so exact and
         fast outputs are never mistaken for each other.
+    strict : bool
+        Fail files whose data is shorter than their header declares (by
+        default they are embedded with a ``TruncatedAudioWarning``).
 
     Returns
     -------
@@ -232,20 +255,53 @@ def embed_files(
         batch_size,
         output_format,
         fast_resample,
+        strict,
     )
     jobs = check_positive_int(jobs, "jobs")
     files_per_part = check_positive_int(files_per_part, "files_per_part")
     if jobs > 1:
         check_portable(reference, "jobs > 1")
-    config = options.config(reference)
-    plan = plan_run(paths, output_dir, suffix, output_format, shard, config, overwrite)
+    overwrite = check_flag(overwrite, "overwrite")
+    keep_existing = check_flag(keep_existing, "keep_existing")
     summary = RunSummary(run_id=new_run_id())
+    errors = ErrorsFile(errors_file, summary.run_id)
+    plan = plan_run(
+        paths,
+        output_dir,
+        suffix,
+        shard,
+        reference,
+        options,
+        overwrite=overwrite,
+        keep_existing=keep_existing,
+        roots=roots,
+    )
+    try:
+        return _execute(
+            plan,
+            reference,
+            options,
+            jobs,
+            output_dir,
+            files_per_part,
+            errors,
+            summary,
+            progress,
+            started,
+        )
+    finally:
+        plan.close()
+
+
+def _execute(
+    plan, reference, options, jobs, output_dir, files_per_part, errors, summary, progress, started
+) -> RunSummary:
+    """Run a plan's todo list and fill ``summary``."""
     summary.results = [None] * (len(plan.todo) + len(plan.skipped))
     for index, result in plan.skipped:
         summary.results[index] = result
-    errors = ErrorsFile(errors_file, summary.run_id)
     writer = None
-    if output_format == "parquet":
+    if options.output_format == "parquet":
         writer = ParquetPartWriter(
             output_dir, plan.manifest, reference.model_id, summary.run_id, plan.tag, files_per_part
         )
@@ -254,19 +310,29 @@ def embed_files(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(plan.todo), unit="file", disable=not progress, smoothing=0.1)
+    bar = tqdm(
+        total=len(plan.todo), unit="file", disable=not progress or not plan.todo, smoothing=0.1
+    )
 
     def handle(index: int, task: FileTask, outcome: FileOutcome) -> None:
         output = result_output(task, output_dir)
-        if outcome.ok:
+        if outcome.kept:
+            result = FileResult(Path(task.path), output, "skipped", note="up to date")
+        elif outcome.ok:
             for message in outcome.warnings:
                 logger.warning("%s: %s", task.path, message)
+            errors.add([(task.path, message) for message in outcome.warnings], level="warning")
+            facts = outcome.facts
             if writer is not None:
-                writer.add(task, outcome.embedding, outcome.timestamps, outcome.duration)
+                writer.add(task, outcome.embedding, outcome.timestamps, outcome.duration, **facts)
             elif plan.manifest is not None:
-                plan.manifest.append([manifest_record(task, outcome.rows, outcome.duration)])
+                record = manifest_record(task, outcome.rows, outcome.duration, **facts)
+                plan.manifest.append([record])
             summary.audio_seconds += outcome.duration
-            result = FileResult(Path(task.path), output, "written", warnings=outcome.warnings)
+            note = task.reason if task.reason.startswith("stale") else None
+            result = FileResult(
+                Path(task.path), output, "written", warnings=outcome.warnings, note=note
+            )
         else:
             logger.warning("skipping %s: %s", task.path, outcome.error)
             errors.add([(task.path, outcome.error)])

@@ -4,7 +4,7 @@ Keeps every option of edgel3 0.2.1 (``sea`` models too) and adds recursion,
 ``--batch-size``, ``--overwrite``, ``--model``, ``--fast-resample``, progress bars,
 and batch extraction (``--jobs``, ``--manifest``, ``--shard``, ``--format parquet``,
 ``--engine ray``; see docs/scale.rst). Without a batch option the files are
-embedded in this process by :func:`edgel3.core.process_files`; with one, by
+embedded in this process by :func:`edgel3.runs.process_files`; with one, by
 :mod:`edgel3.batch` (worker processes or Ray). Defaults are
 :func:`edgel3.core.process_file`'s.
 """
@@ -152,13 +152,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="recompute files whose output already exists (default: skip them)",
+        help="recompute every file, even one whose output is up to date (default: an output is "
+        "kept only if it was made from the same input, model, options and edgel3 version; any "
+        "other is recomputed)",
+    )
+    parser.add_argument(
+        "--keep-existing",
+        action="store_true",
+        help="keep every existing output without checking how it was made (edgel3 0.2.1's rule)",
     )
     parser.add_argument(
         "--fast-resample",
         action="store_true",
         help="resample with soxr/polyphase instead of the exact legacy resampler: much faster, "
         "but embeddings differ from the official pipeline (see docs/performance.rst)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail a file whose data is shorter than its header declares (default: embed "
+        "what is present and warn)",
     )
     parser.add_argument(
         "--no-recursive", action="store_true", help="do not descend into subdirectories"
@@ -234,14 +247,17 @@ def run(args: argparse.Namespace) -> int:
         0; 1 if any file failed; 2 for a usage error; :data:`NO_AUDIO_STATUS` (-1, as
         in edgel3 0.2.1) when the inputs hold no audio file.
     """
-    from ..batch import gather_inputs
-    from ..core import process_files
+    from ..batch import gather_inputs, search_roots
+    from ..runs import process_files
 
     if not args.inputs and not args.manifest:
         print("edgel3: error: give audio files/directories or --manifest FILE.", file=sys.stderr)
         return 2
     if args.ray_address and args.engine != "ray":
         print("edgel3: error: --ray-address needs --engine ray.", file=sys.stderr)
+        return 2
+    if args.overwrite and args.keep_existing:
+        print("edgel3: error: --overwrite and --keep-existing exclude each other.", file=sys.stderr)
         return 2
     files = gather_inputs(args.inputs, manifest=args.manifest, recursive=not args.no_recursive)
     if not files:
@@ -259,12 +275,17 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         fast_resample=args.fast_resample,
+        strict=args.strict,
         progress=not args.quiet,
     )
     batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
+    roots = search_roots(args.inputs, manifest=args.manifest)
     if args.engine == "local" and all(option is None for option in batch):
         # No batch option: every file in this process, with one loaded model.
-        return report_results(process_files(files, suffix=args.suffix, **options), args.quiet)
+        results = process_files(
+            files, suffix=args.suffix, keep_existing=args.keep_existing, roots=roots, **options
+        )
+        return report_results(results, args.quiet)
     options.update(shard=args.shard, errors_file=args.errors_file)
     if args.engine == "ray":
         from ..batch import embed_files_ray
@@ -282,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         summary = embed_files(
             files,
             suffix=args.suffix,
+            keep_existing=args.keep_existing,
+            roots=roots,
             jobs=args.jobs or 1,
             output_format=args.format or "npz",
             **options,
@@ -290,11 +313,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report_results(results, quiet: bool, summary=None) -> int:
-    """Print failures (stderr) and the counts (stdout, unless ``quiet``).
+    """Print failures and per-file warnings (stderr) and the counts (stdout, unless ``quiet``).
 
     Parameters
     ----------
-    results : list of edgel3.core.FileResult
+    results : list of edgel3.runs.FileResult
     quiet : bool
     summary : edgel3.batch.RunSummary, optional
         Adds the throughput line.
@@ -308,16 +331,27 @@ def report_results(results, quiet: bool, summary=None) -> int:
         status: sum(r.status == status for r in results)
         for status in ("written", "skipped", "failed")
     }
+    stale = [r for r in results if r.status == "written" and r.note]
+    warned = [r for r in results if r.status == "written" and r.warnings]
     for result in results:
         if result.status == "failed":
             print(f"edgel3: failed: {result.path}: {result.error}", file=sys.stderr)
+        for message in result.warnings:  # a message that names its file is printed as is
+            where = "" if str(result.path) in message else f"{result.path}: "
+            print(f"edgel3: warning: {where}{message}", file=sys.stderr)
     if not quiet:
-        # A file is skipped only when its output exists (see --overwrite).
-        hint = " (output exists; use --overwrite)" if counts["skipped"] else ""
+        replaced = f" ({len(stale)} replacing stale outputs)" if stale else ""
+        kept = " (up to date; --overwrite recomputes them)" if counts["skipped"] else ""
         print(
-            f"{counts['written']} written, {counts['skipped']} skipped{hint}, "
+            f"{counts['written']} written{replaced}, {counts['skipped']} skipped{kept}, "
             f"{counts['failed']} failed, of {len(results)} files."
         )
+        for result in stale[:5]:
+            print(f"  recomputed {result.output}: {result.note}")
+        if len(stale) > 5:
+            print(f"  ... and {len(stale) - 5} more recomputed")
+        if warned:
+            print(f"{len(warned)} written with warnings (see above).")
         if summary is not None and counts["written"]:
             print(
                 f"{summary.files_per_second:.2f} files/s, "
