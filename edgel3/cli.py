@@ -148,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
             return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         logging.basicConfig(level=logging.ERROR, format="edgel3: %(message)s")
+        logging.getLogger("edgel3.locks").setLevel(logging.WARNING)  # "waiting for ..." lines
         # TensorFlow's C++ start-up lines are noise on the command line (--debug shows them).
         quiet_tensorflow_import(not args.debug)
         try:

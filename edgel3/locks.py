@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,14 @@ try:  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FileLock", "LockBusy", "output_lock", "sweep_partials", "DatasetLock"]
+__all__ = [
+    "FileLock",
+    "LockBusy",
+    "output_lock",
+    "report_wait",
+    "sweep_partials",
+    "DatasetLock",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -197,12 +205,35 @@ def output_lock(output) -> FileLock:
     return FileLock(output.parent / f".{output.name}.lock")
 
 
+def report_wait(output) -> Callable[[str], None]:
+    """An ``on_wait`` callback saying (log level WARNING, logger ``edgel3.locks``) who is awaited.
+
+    The command line shows these messages (the rest of edgel3's log is hidden).
+
+    Parameters
+    ----------
+    output : path-like
+        What is being waited for.
+
+    Returns
+    -------
+    callable
+    """
+
+    def report(holder: str) -> None:
+        logger.warning("waiting for another edgel3 run (%s) writing %s", holder, output)
+
+    return report
+
+
 def sweep_partials(output) -> list[Path]:
-    """Remove the temporary files that killed writers of ``output`` left behind.
+    """Remove the temporary files (or staging folders) killed writers of ``output`` left.
 
     Call it while holding :func:`output_lock` of ``output``: every writer of
     ``output`` holds that lock while its temporary file exists, so any found
-    then belongs to a dead process.
+    then belongs to a dead process. Temporaries are ``.<name>.<random>.partial``
+    files (:class:`edgel3.files.atomic_write`) or folders
+    (:func:`edgel3.commands.common.staged_outputs`).
 
     Parameters
     ----------
@@ -223,7 +254,10 @@ def sweep_partials(output) -> list[Path]:
     for path in candidates:
         if pattern.fullmatch(path.name):
             try:
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             except OSError:
                 continue
             removed.append(path)

@@ -18,7 +18,7 @@ from .checks import check_flag, check_positive_int
 from .core import DEFAULT_BATCH_SIZE, check_embedding_options, embed_file
 from .exceptions import AudioError, EdgeL3Warning, OutputError
 from .files import save_embedding
-from .locks import output_lock, sweep_partials
+from .locks import output_lock, report_wait, sweep_partials
 from .naming import output_paths
 from .provenance import decide_output, input_facts, make_provenance
 from .reference import resolve_model
@@ -154,9 +154,7 @@ def process_files(
     for index, path, output in tqdm(todo, unit="file", disable=not progress or not todo):
         lock = output_lock(output)
         try:
-            lock.acquire(
-                on_wait=lambda who, out=output: logger.warning("waiting for %s (%s)", out, who)
-            )
+            lock.acquire(on_wait=report_wait(output))
         except OutputError as exc:
             results[index] = FileResult(path, output, "failed", str(exc))
             continue

@@ -401,3 +401,12 @@ def test_truncated_wav_warns_in_summary_and_errors_file_or_fails_with_strict(tmp
     assert rc == 1 and "Traceback" not in captured.err
     assert "refused (strict)" in captured.err
     assert npz_outputs(strict_out) == ["ok.npz"] and debris(strict_out) == []
+
+
+def test_staging_folder_of_a_killed_export_is_swept(tmp_path, capsys):
+    """A SIGKILL during 'edgel3 export' leaves .NAME.XXXX.partial/; the next export removes it."""
+    leftover = tmp_path / ".tiny.tflite.ab12_x.partial"
+    leftover.mkdir()
+    (leftover / "tiny.tflite").write_bytes(b"half")
+    assert main(["export", "tiny", "-o", str(tmp_path / "tiny.tflite"), "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.tflite"]

@@ -117,13 +117,13 @@ def embed_one_file(
     """
     from ..engine import embed_path
     from ..files import save_embedding
-    from ..locks import output_lock, sweep_partials
+    from ..locks import output_lock, report_wait, sweep_partials
     from ..provenance import stale_reason
 
     lock = output_lock(output) if output is not None else None
     try:
         if lock is not None:
-            lock.acquire(on_wait=lambda who: logger.warning("waiting for %s (%s)", output, who))
+            lock.acquire(on_wait=report_wait(output))
             if recheck and provenance is not None and stale_reason(output, provenance) is None:
                 return FileOutcome(True, kept=True)
             sweep_partials(output)

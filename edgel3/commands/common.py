@@ -333,12 +333,20 @@ def staged_outputs(*paths):
     >>> with staged_outputs("model.keras", "model.keras.projection.npz") as (model, proj):
     ...     save(model); save_projection(proj)            # doctest: +SKIP
     """
+    from ..locks import output_lock, sweep_partials
+
     finals = [Path(path) for path in paths]
     stages: dict[Path, Path] = {}
+    locks = []
     try:
         temps = []
         for final in finals:
             key = final.parent.absolute()
+            # One writer per output at a time; what a killed one staged is removed.
+            lock = output_lock(_existing_folder(key) / final.name)
+            lock.acquire()
+            locks.append(lock)
+            sweep_partials(lock.path.parent / final.name)
             if key not in stages:
                 try:
                     stages[key] = Path(
@@ -364,6 +372,8 @@ def staged_outputs(*paths):
     finally:
         for stage in stages.values():
             shutil.rmtree(stage, ignore_errors=True)
+        for lock in reversed(locks):
+            lock.release()
 
 
 # --------------------------------------------------------------------------- training
