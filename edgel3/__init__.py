@@ -62,6 +62,7 @@ _SUBMODULES = {
     "networks",
     "core",
     "runs",
+    "numpy_runtime",
     "naming",
     "provenance",
     "locks",

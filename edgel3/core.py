@@ -55,13 +55,13 @@ DEFAULT_BATCH_SIZE = 64
 
 
 def check_embedding_options(
-    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose=0
+    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose=0, runtime="auto"
 ):
     """Check 0.2.1's arguments in its order and resolve the model.
 
     Parameters
     ----------
-    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+    model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose, runtime
         As in :func:`get_embedding`.
 
     Returns
@@ -76,6 +76,7 @@ def check_embedding_options(
     ParameterError, WeightsError
     """
     reference = resolve_model(model, model_type, emb_dim, retrain_type, sparsity)
+    reference = reference.with_runtime(runtime)
     hop_size = check_hop_size(hop_size)
     verbose = check_verbose(verbose)
     center = check_flag(center, "center")
@@ -96,6 +97,7 @@ def get_embedding(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
+    runtime: str = "auto",
 ):
     """Compute embeddings of 1-s windows of audio.
 
@@ -135,6 +137,11 @@ def get_embedding(
         legacy one: ~10x faster resampling, but **not** 0.2.1's numbers
         (SEA-64 on 20 ESC-10 clips: mean change 0.03, 99th percentile 0.6,
         max 4.6, for values up to 40; see ``docs/performance.rst``).
+    runtime : {'auto', 'numpy', 'keras'}
+        What runs the model: ``'numpy'`` the TensorFlow-free runtime
+        (:mod:`edgel3.numpy_runtime`; legacy weight files, i.e. every official
+        model), ``'keras'`` TensorFlow, ``'auto'`` (default) the NumPy runtime
+        for pruned models and Keras for the others (``docs/runtime.rst``).
 
     Returns
     -------
@@ -190,7 +197,7 @@ def get_embedding(
 
     arrays = [check_audio(signal, label) for signal, label in zip(signals, labels)]
     reference, center, hop_size, verbose = check_embedding_options(
-        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose, runtime
     )
     batch_size = check_positive_int(batch_size, "batch_size")
     rates = [check_sample_rate(rate) for rate in rates]
@@ -229,6 +236,7 @@ def process_file(
     retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
+    runtime: str = "auto",
     strict: bool = False,
 ) -> str:
     """Embed one audio file and save ``embedding`` and ``timestamps`` to an ``.npz``.
@@ -255,6 +263,8 @@ def process_file(
         Windows per forward pass.
     fast_resample : bool
         As in :func:`get_embedding` (not the official numbers).
+    runtime : {'auto', 'numpy', 'keras'}
+        As in :func:`get_embedding`.
     strict : bool
         Refuse a file holding less audio than its header declares (``AudioError``)
         instead of embedding what is present with a ``TruncatedAudioWarning``.
@@ -293,6 +303,7 @@ def process_file(
         batch_size=batch_size,
         fast_resample=fast_resample,
         strict=strict,
+        runtime=runtime,
     )
     model_id = resolve_model(model, model_type, emb_dim, retrain_type, sparsity).model_id
     record = make_provenance(model_id, hop_size, center, fast_resample, facts)
@@ -313,6 +324,7 @@ def embed_file(
     retrain_type="ft",
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast_resample: bool = False,
+    runtime: str = "auto",
     strict: bool = False,
 ):
     """Embed one audio file; files of a minute or more are streamed (flat memory).
@@ -332,6 +344,8 @@ def embed_file(
         Windows per forward pass.
     fast_resample : bool
         Use the fast, non-exact resampler (see :func:`get_embedding`).
+    runtime : {'auto', 'numpy', 'keras'}
+        As in :func:`get_embedding`.
     strict : bool
         Refuse a truncated file (see :func:`process_file`).
 
@@ -353,7 +367,7 @@ def embed_file(
         As :func:`process_file`.
     """
     reference, center, hop_size, verbose = check_embedding_options(
-        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, verbose, runtime
     )
     batch_size = check_positive_int(batch_size, "batch_size")
     strict = check_flag(strict, "strict")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.fft
@@ -30,7 +31,7 @@ from .checks import (
     check_positive_int,
     check_sample_rate,
 )
-from .exceptions import AudioError, ParameterError
+from .exceptions import AudioError, ParameterError, WeightsError
 from .resample import resample, resample_legacy
 from .specs import FrontendConfig
 
@@ -46,6 +47,9 @@ __all__ = [
     "dft_kernels",
     "mel_filterbank",
     "melspectrogram",
+    "check_stored_frontend",
+    "KERNEL_TOLERANCE",
+    "FILTERBANK_TOLERANCE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -462,3 +466,60 @@ def melspectrogram(
         np.maximum(log_spec, np.float32(-80.0), out=log_spec)
         out[start : start + block.shape[0], :, :, 0] = log_spec.transpose(0, 2, 1)
     return out
+
+
+#: Stored DFT kernels vs recomputed (bit-exact in SEA-64).
+KERNEL_TOLERANCE = 1e-6
+#: Stored mel matrix vs recomputed (bit-exact in SEA-64).
+FILTERBANK_TOLERANCE = 2e-9
+
+
+def check_stored_frontend(
+    arrays: Sequence[np.ndarray], config: FrontendConfig, source: str
+) -> np.ndarray:
+    """Check a weight file's kapre DFT kernels and mel matrix against the recipe here.
+
+    Parameters
+    ----------
+    arrays : sequence of np.ndarray
+        The kapre layer's stored (real kernels, imaginary kernels, mel filterbank).
+    config : FrontendConfig
+    source : str
+        The file, for messages.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_bins, n_mels)]
+        The stored filterbank.
+
+    Raises
+    ------
+    WeightsError
+        If a shape differs or a value is off by more than the tolerance.
+    """
+    if len(arrays) != 3:
+        raise WeightsError(
+            f"{source}: the mel-spectrogram layer stores {len(arrays)} arrays; expected 3 "
+            "(real kernels, imaginary kernels, mel filterbank)."
+        )
+    real, imag, filterbank = arrays
+    expected_real, expected_imag = dft_kernels(config)
+    expected_fb = mel_filterbank(config)
+    checks = (
+        ("real DFT kernels", real, expected_real, KERNEL_TOLERANCE),
+        ("imaginary DFT kernels", imag, expected_imag, KERNEL_TOLERANCE),
+        ("mel filterbank", filterbank, expected_fb, FILTERBANK_TOLERANCE),
+    )
+    for label, stored, expected, tolerance in checks:
+        if stored.shape != expected.shape:
+            raise WeightsError(
+                f"{source}: stored {label} have shape {stored.shape}; the front end "
+                f"{config} needs {expected.shape}."
+            )
+        error = float(np.max(np.abs(stored.astype(np.float64) - expected)))
+        if error > tolerance:
+            raise WeightsError(
+                f"{source}: stored {label} differ from the kapre-0.1.4 recipe by {error:.3g} "
+                f"(tolerance {tolerance:g}); this file was not made with the expected front end."
+            )
+    return filterbank

@@ -41,12 +41,25 @@ __all__ = [
     "load_embedding_model_path",
     "copy_model",
     "clear_cache",
+    "cached",
 ]
 
 _MODEL_CACHE: dict[tuple, object] = {}
 
 
-def _cached(key: tuple, build):
+def cached(key: tuple, build):
+    """The per-process cached object of ``key``, built by ``build()`` the first time.
+
+    Parameters
+    ----------
+    key : tuple
+        Identity (kind, path, modification time...).
+    build : callable
+
+    Returns
+    -------
+    object
+    """
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = build()
     return _MODEL_CACHE[key]
@@ -112,7 +125,7 @@ def load_model_file(path: str | os.PathLike):
     if path.suffix == ".tflite":
         from .litert import LiteRTModel  # runs without TensorFlow
 
-        return _cached(key, lambda: LiteRTModel(path))
+        return cached(key, lambda: LiteRTModel(path))
     if path.suffix == ".keras":
         import keras
 
@@ -124,8 +137,8 @@ def load_model_file(path: str | os.PathLike):
             except Exception as exc:
                 raise WeightsError(f'Could not load Keras model "{path}": {exc}') from exc
 
-        return _cached(key, build)
-    return _cached(key, lambda: _load_legacy_file(path))
+        return cached(key, build)
+    return cached(key, lambda: _load_legacy_file(path))
 
 
 def load_official(spec: ModelSpec, *, weights_path=None, download=True, progress=False):
@@ -162,7 +175,7 @@ def load_official(spec: ModelSpec, *, weights_path=None, download=True, progress
 
     path = get_weights_path(spec, weights_path=weights_path, download=download, progress=progress)
     key = ("official", spec.name, str(path))
-    return _cached(key, lambda: _load_legacy_file(path, spec))
+    return cached(key, lambda: _load_legacy_file(path, spec))
 
 
 def copy_model(model):

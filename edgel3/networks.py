@@ -14,11 +14,10 @@ import logging
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 from keras import layers
 
 from .exceptions import WeightsError
-from .frontend import dft_kernels, mel_filterbank
+from .frontend import check_stored_frontend
 from .layers import MelSpectrogram
 from .specs import FrontendConfig, ModelSpec
 
@@ -28,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 HEADS = ("none", "bn_relu")
 _KERNEL_L2 = 1e-5  # L2 weight decay of the original convs (stored as 9.99e-06)
-_KERNEL_TOLERANCE = 1e-6  # stored DFT kernels vs recomputed (bit-exact in SEA-64)
-_FILTERBANK_TOLERANCE = 2e-9  # stored mel matrix vs recomputed (bit-exact in SEA-64)
 
 
 class _LayerNamer:
@@ -136,38 +133,6 @@ def build_model(spec: ModelSpec) -> keras.Model:
     return build_audio_network(spec.frontend, conv_filters, head=spec.head, name=spec.name)
 
 
-def _check_kapre_arrays(
-    arrays: Sequence[np.ndarray], config: FrontendConfig, source: str
-) -> np.ndarray:
-    """Check stored kapre kernels/filterbank against the computed ones; return the filterbank."""
-    if len(arrays) != 3:
-        raise WeightsError(
-            f"{source}: the mel-spectrogram layer stores {len(arrays)} arrays; expected 3 "
-            "(real kernels, imaginary kernels, mel filterbank)."
-        )
-    real, imag, filterbank = arrays
-    expected_real, expected_imag = dft_kernels(config)
-    expected_fb = mel_filterbank(config)
-    checks = (
-        ("real DFT kernels", real, expected_real, _KERNEL_TOLERANCE),
-        ("imaginary DFT kernels", imag, expected_imag, _KERNEL_TOLERANCE),
-        ("mel filterbank", filterbank, expected_fb, _FILTERBANK_TOLERANCE),
-    )
-    for label, stored, expected, tolerance in checks:
-        if stored.shape != expected.shape:
-            raise WeightsError(
-                f"{source}: stored {label} have shape {stored.shape}; the front end "
-                f"{config} needs {expected.shape}."
-            )
-        error = float(np.max(np.abs(stored.astype(np.float64) - expected)))
-        if error > tolerance:
-            raise WeightsError(
-                f"{source}: stored {label} differ from the kapre-0.1.4 recipe by {error:.3g} "
-                f"(tolerance {tolerance:g}); this file was not made with the expected front end."
-            )
-    return filterbank
-
-
 def load_legacy_weights(model: keras.Model, legacy) -> keras.Model:
     """Load a Keras-2/kapre full-model weight file into a Keras 3 model.
 
@@ -206,7 +171,7 @@ def load_legacy_weights(model: keras.Model, legacy) -> keras.Model:
         if stored_name != layer.name:
             logger.debug("pairing stored layer %s with model layer %s", stored_name, layer.name)
         if isinstance(layer, MelSpectrogram):
-            arrays = [_check_kapre_arrays(arrays, layer.config, source)]
+            arrays = [check_stored_frontend(arrays, layer.config, source)]
         expected = [tuple(w.shape) for w in layer.weights]
         found = [tuple(a.shape) for a in arrays]
         if expected != found:

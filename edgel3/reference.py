@@ -60,11 +60,14 @@ class ModelReference:
     weights : str or None
         For official models: the weight file located by :meth:`located`
         (passed to workers, whose environment may differ).
+    runtime : {'auto', 'numpy', 'keras'}
+        What runs a legacy weight file (see :meth:`uses_numpy`).
     """
 
     kind: str
     source: object
     weights: str | None = None
+    runtime: str = "auto"
 
     # ------------------------------------------------------------------ identity
 
@@ -205,8 +208,79 @@ class ModelReference:
             return load_model_file(self.path)
         return self.source
 
+    def with_runtime(self, runtime) -> ModelReference:
+        """This reference run by ``runtime`` (``'auto'``, ``'numpy'`` or ``'keras'``).
+
+        Raises
+        ------
+        ParameterError
+            An unknown runtime, or ``'numpy'`` for a model that is not a legacy
+            weight file (``.h5``/``.h5.gz``, every official model).
+        """
+        from .checks import check_choice
+        from .numpy_runtime import RUNTIMES
+
+        runtime = check_choice(runtime, RUNTIMES, "runtime")
+        reference = replace(self, runtime=runtime)
+        if runtime == "numpy" and not reference.is_legacy:
+            raise ParameterError(
+                f"runtime='numpy' runs legacy weight files (.h5/.h5.gz: every official model); "
+                f"model {self.name!r} is not one (use runtime='keras' or 'auto')."
+            )
+        return reference
+
+    @property
+    def is_legacy(self) -> bool:
+        """Whether the model is a legacy weight file (every official model); nothing is read."""
+        if self.kind == "official":
+            return True
+        return self.path is not None and str(self.path).endswith((".h5", ".h5.gz"))
+
+    @property
+    def legacy_file(self) -> str | None:
+        """The legacy weight file the NumPy runtime would read (located), else None."""
+        from .numpy_runtime import supports_file
+
+        if self.kind == "official":
+            return self.located().weights
+        if self.path is not None and supports_file(self.path):
+            return str(self.path)
+        return None
+
+    @functools.cached_property
+    def conv_density(self) -> float:
+        """Non-zero fraction of the conv kernels (from the spec for official models)."""
+        if self.kind == "official":
+            return 1.0 - (self.spec.sparsity or 0.0) / 100.0
+        from .legacy_h5 import read_legacy_h5
+
+        kernels = [k for _, k in read_legacy_h5(self.legacy_file).conv_kernels()]
+        return sum(np.count_nonzero(k) for k in kernels) / max(1, sum(k.size for k in kernels))
+
+    def uses_numpy(self) -> bool:
+        """Whether :meth:`runner` gives the NumPy runtime (:mod:`edgel3.numpy_runtime`).
+
+        ``'keras'``: never; ``'numpy'``: always; ``'auto'``: for legacy weight
+        files whose convs are sparse enough for the sparse executor to win
+        (:data:`edgel3.sparse.MODEL_DENSITY_THRESHOLD`): there the runtime runs
+        the same executor without importing TensorFlow. Dense models (SEA)
+        stay on Keras by default: measured faster per window on 2 cores.
+        """
+        if self.runtime == "keras" or self.kind == "object":
+            return False
+        if self.runtime == "numpy":
+            return True
+        if not self.is_legacy:
+            return False
+        from .sparse import MODEL_DENSITY_THRESHOLD
+
+        return self.conv_density <= MODEL_DENSITY_THRESHOLD
+
     def runner(self, n_windows: int | None = None):
-        """The runner for a call of ``n_windows`` windows (:func:`edgel3.runners.select_runner`).
+        """The runner for a call of ``n_windows`` windows.
+
+        The NumPy runtime when :meth:`uses_numpy`, else
+        :func:`edgel3.runners.select_runner` of the loaded model.
 
         Parameters
         ----------
@@ -216,7 +290,15 @@ class ModelReference:
         -------
         Runner
         """
+        if self.uses_numpy():
+            from .numpy_runtime import load_numpy_runner
+
+            return load_numpy_runner(self.legacy_file)
         return select_runner(self.load(), n_windows)
+
+    def prepare(self):
+        """Load what :meth:`runner` will run (once per process; workers call it at start)."""
+        return self.runner(None)
 
     def __repr__(self) -> str:
         return f"ModelReference({self.kind}, {self.name!r})"
@@ -227,7 +309,7 @@ class ModelReference:
                 f"A loaded {type(self.source).__name__} cannot be sent to another process; "
                 "pass an official model name or a model file instead."
             )
-        return (ModelReference, (self.kind, self.source, self.weights))
+        return (ModelReference, (self.kind, self.source, self.weights, self.runtime))
 
 
 def resolve_model(

@@ -21,7 +21,6 @@ from .files import save_embedding
 from .locks import output_lock, report_wait, sweep_partials
 from .naming import output_paths
 from .provenance import decide_output, input_facts, make_provenance
-from .reference import resolve_model
 
 __all__ = ["FileResult", "process_files"]
 
@@ -74,6 +73,7 @@ def process_files(
     progress: bool = False,
     fast_resample: bool = False,
     strict: bool = False,
+    runtime: str = "auto",
     roots=(),
 ) -> list[FileResult]:
     """Embed many files with one loaded model; a bad file is reported, not fatal.
@@ -109,6 +109,8 @@ def process_files(
     strict : bool
         Refuse (fail) a file whose data is shorter than its header declares,
         instead of embedding what is present with a warning.
+    runtime : {'auto', 'numpy', 'keras'}
+        What runs the model (see :func:`edgel3.get_embedding`).
     roots : iterable of path-like
         Directories the inputs were found in: their sub-folders are kept under
         ``output_dir``.
@@ -126,7 +128,7 @@ def process_files(
     from tqdm.auto import tqdm
 
     reference, center, hop_size, _ = check_embedding_options(
-        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, runtime=runtime
     )
     batch_size = check_positive_int(batch_size, "batch_size")
     overwrite = check_flag(overwrite, "overwrite")
@@ -150,7 +152,7 @@ def process_files(
         else:
             todo.append((index, path, output))
     if todo:
-        reference = resolve_model(reference.load())  # load once, for every file
+        reference.prepare()  # load once (cached), for every file
     for index, path, output in tqdm(todo, unit="file", disable=not progress or not todo):
         lock = output_lock(output)
         try:
@@ -175,6 +177,7 @@ def process_files(
                     batch_size=batch_size,
                     fast_resample=fast_resample,
                     strict=strict,
+                    runtime=reference.runtime,
                 )
                 save_embedding(output, embedding, stamps, provenance=record)
         except (AudioError, OutputError) as exc:

@@ -163,12 +163,50 @@ class SparseExecutor:
                 f"strategy must be one of {_STRATEGIES}; got strategy={strategy!r}."
             )
         try:
-            self._mel, self._input_affine, self._convs = parse_model(model)
+            mel, input_affine, convs = parse_model(model)
         except ValueError as exc:
             raise ParameterError(f"SparseExecutor cannot run model {model.name!r}: {exc}.") from exc
+        self._setup(mel.config, input_affine, convs, strategy)
+        self._mel = mel  # the model's own layer: the dense path's very op
+        self._digest = _weights_digest(model)  # the reference for matches()
+
+    @classmethod
+    def from_parts(cls, mel_config, filterbank, input_affine, convs, *, strategy: str = "auto"):
+        """An executor of weights read without Keras (see :mod:`edgel3.numpy_runtime`).
+
+        The front end is :func:`edgel3.frontend.melspectrogram` (NumPy): no
+        TensorFlow is imported.
+
+        Parameters
+        ----------
+        mel_config : edgel3.specs.FrontendConfig
+        filterbank : np.ndarray [shape=(n_bins, n_mels)]
+        input_affine : (float, float)
+        convs : list of FoldedConv
+        strategy : {'auto', 'sparse', 'dense'}
+
+        Returns
+        -------
+        SparseExecutor
+        """
+        if strategy not in _STRATEGIES:
+            raise ParameterError(
+                f"strategy must be one of {_STRATEGIES}; got strategy={strategy!r}."
+            )
+        self = cls.__new__(cls)
+        self._setup(mel_config, input_affine, convs, strategy)
+        self._filterbank = np.ascontiguousarray(filterbank, np.float32)
+        return self
+
+    def _setup(self, mel_config, input_affine, convs, strategy: str) -> None:
+        self._mel_config = mel_config
+        self._mel = None
+        self._filterbank = None
+        self._digest = None
+        self._input_affine, self._convs = input_affine, convs
         self.strategy = strategy
         # The runner interface (edgel3.runners).
-        self.sample_rate = int(self._mel.config.sample_rate)
+        self.sample_rate = int(mel_config.sample_rate)
         self.embedding_size = int(self._convs[-1].kernel.shape[-1])
         self.layer_strategies_: dict[str, str] = {}
         self.layer_seconds_: dict[str, dict[str, float]] = {}
@@ -176,7 +214,6 @@ class SparseExecutor:
             conv.strategy = strategy
             conv.scale32 = conv.scale.astype(np.float32)
             conv.offset32 = conv.offset.astype(np.float32)
-        self._digest = _weights_digest(model)  # the reference for matches()
         self._mel_fn = None
         self._buffers: dict[tuple, np.ndarray] = {}
         self._masks: dict[tuple, np.ndarray] = {}
@@ -192,11 +229,16 @@ class SparseExecutor:
         -------
         bool
         """
-        return _weights_digest(model) == self._digest
+        return self._digest is not None and _weights_digest(model) == self._digest
 
     # ---------------------------------------------------------------- pieces
 
     def _melspectrogram(self, batch: np.ndarray) -> np.ndarray:
+        if self._mel is None:  # weights read without Keras: the NumPy front end
+            from .frontend import melspectrogram
+
+            windows = batch.reshape(batch.shape[0], -1)
+            return melspectrogram(windows, self._mel_config, filterbank=self._filterbank)
         if self._mel_fn is None:
             import tensorflow as tf
 
@@ -328,7 +370,7 @@ class SparseExecutor:
         return buf
 
     def _windows_per_chunk(self, n_windows: int) -> int:
-        mel = self._mel.config
+        mel = self._mel_config
         level = PaddedLayout(mel.n_mels, mel.n_frames, 1)
         widest = max(conv.kernel.shape[-1] for conv in self._convs)
         per_window = 4 * widest * level.size

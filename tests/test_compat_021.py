@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import edgel3
-from edgel3 import loading
+from edgel3.reference import ModelReference
 
 from .conftest import PROJECT_ROOT, SEA64_GZ
 
@@ -201,11 +201,11 @@ def test_process_file_0_2_1_positional_call_selects_the_model_it_names(wav, monk
     class Resolved(Exception):
         pass
 
-    def fake_load(spec, **kwargs):
-        seen.append(spec.name)
+    def fake_runner(reference, n_windows=None):  # whatever runtime would run it
+        seen.append(reference.source)
         raise Resolved
 
-    monkeypatch.setattr(loading, "load_official", fake_load)
+    monkeypatch.setattr(ModelReference, "runner", fake_runner)
     for sparsity in (95.45, 87.0):
         with pytest.raises(Resolved):
             edgel3.process_file(wav, wav.parent, "sfx", None, "sparse", 128, sparsity)
@@ -445,11 +445,11 @@ def test_process_file_honours_retrain_type(wav, monkeypatch):
     class Resolved(Exception):
         pass
 
-    def fake_load(spec, **kwargs):
-        seen.append(spec.name)
+    def fake_runner(reference, n_windows=None):  # whatever runtime would run it
+        seen.append(reference.source)
         raise Resolved
 
-    monkeypatch.setattr(loading, "load_official", fake_load)
+    monkeypatch.setattr(ModelReference, "runner", fake_runner)
     with pytest.raises(Resolved):
         edgel3.process_file(wav, None, None, None, "sparse", 128, 87.0, retrain_type="kd")
     assert seen == ["edgel3_kd_audio_sparsity_87.0"]

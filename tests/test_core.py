@@ -18,6 +18,7 @@ from edgel3.exceptions import (
     ParameterError,
     WeightsError,
 )
+from edgel3.reference import ModelReference
 
 from .conftest import SEA64_GZ
 
@@ -298,11 +299,11 @@ def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise
     class Resolved(Exception):
         pass
 
-    def fake_load(spec, **kwargs):
-        seen["model"] = spec.name
+    def fake_runner(reference, n_windows=None):  # whatever runtime would run it
+        seen["model"] = reference.source
         raise Resolved
 
-    monkeypatch.setattr(loading, "load_official", fake_load)
+    monkeypatch.setattr(ModelReference, "runner", fake_runner)
     with pytest.raises(Resolved):
         edgel3.process_file(path, retrain_type="kd", verbose=False, suffix="kd")
     assert seen["model"] == "edgel3_kd_audio_sparsity_95.45"

@@ -18,7 +18,7 @@ import soundfile as sf
 import edgel3
 from edgel3.exceptions import AudioError, EdgeL3Error
 
-from .conftest import GOLDEN_DIR, golden_files
+from .conftest import GOLDEN_DIR, SEA64_GZ, golden_files
 
 pytestmark = pytest.mark.shared
 
@@ -42,21 +42,25 @@ def sea64(tmp_path_factory):
     return load_model_file(GOLDEN_DIR.parent / "weights" / "edgel3_sea_ust_audio_emb_64.h5.gz")
 
 
+@pytest.mark.parametrize("runtime", ["keras", "numpy"])
 @pytest.mark.parametrize("golden", golden_files(), ids=lambda p: p.stem)
-def test_golden_embedding(golden, sea64):
+def test_golden_embedding(golden, runtime, sea64):
+    """Through Keras (the loaded model) and through the TensorFlow-free NumPy runtime."""
     ref = np.load(golden)
+    model = sea64 if runtime == "keras" else str(SEA64_GZ)
     audio, sr = sf.read(GOLDEN_DIR / str(ref["audio_path"]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         emb, ts = edgel3.get_embedding(
             audio,
             sr,
-            model=sea64,
+            model=model,
             model_type="sea",
             emb_dim=64,
             center=bool(ref["center"]),
             hop_size=float(ref["hop_size"]),
             verbose=0,
+            runtime=runtime,
         )
     assert emb.dtype == np.float32
     assert emb.shape == ref["embedding"].shape

@@ -54,6 +54,7 @@ LOW_LAYER = frozenset(
         "networks",
         "sparse",
         "sparse_kernels",
+        "numpy_runtime",
         "litert",
         "loading",
         "runners",

@@ -150,6 +150,7 @@ def check_run_options(
     output_format,
     fast_resample=False,
     strict=False,
+    runtime="auto",
 ) -> tuple[ModelReference, RunOptions]:
     """Check the options shared by every engine and resolve the run's model.
 
@@ -165,6 +166,8 @@ def check_run_options(
     output_format : {'npz', 'parquet'}
     fast_resample : bool
     strict : bool
+    runtime : {'auto', 'numpy', 'keras'}
+        Carried by the returned reference (workers run what it says).
 
     Returns
     -------
@@ -179,7 +182,7 @@ def check_run_options(
         A model file that does not exist.
     """
     reference, center, hop_size, _ = check_embedding_options(
-        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size
+        model, model_type, emb_dim, retrain_type, sparsity, center, hop_size, runtime=runtime
     )
     options = RunOptions(
         hop_size=hop_size,

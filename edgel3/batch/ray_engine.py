@@ -79,7 +79,7 @@ class _Embedder:
         from ..threads import configure_threads
 
         configure_threads(threads)  # TF, numba and BLAS share the actor's CPUs
-        reference.load()  # once per actor (cached per process)
+        reference.prepare()  # once per actor (cached per process)
         self.reference = reference
         self.model_id = model_id
         self.options = options
@@ -135,6 +135,7 @@ def embed_files_ray(
     ray_init_kwargs: dict | None = None,
     fast_resample: bool = False,
     strict: bool = False,
+    runtime: str = "auto",
 ) -> RunSummary:
     """Embed many files with a Ray Data pipeline into a Parquet dataset.
 
@@ -163,7 +164,7 @@ def embed_files_ray(
         Files handed to an actor at a time.
     output_format : {'parquet'}
         Only Parquet: the Ray engine writes a dataset.
-    shard, errors_file, batch_size, overwrite, progress, fast_resample, strict
+    shard, errors_file, batch_size, overwrite, progress, fast_resample, strict, runtime
         As in :func:`edgel3.batch.embed_files`.
     ray_init_kwargs : dict, optional
         Extra arguments of ``ray.init`` (``num_cpus``, ``runtime_env``, ...).
@@ -191,6 +192,7 @@ def embed_files_ray(
         output_format,
         fast_resample,
         strict,
+        runtime,
     )
     if output_format != "parquet":
         raise ParameterError(

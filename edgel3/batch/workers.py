@@ -86,7 +86,7 @@ def _init_worker(reference, threads: int, parent_pid: int) -> None:
         from ..threads import configure_threads
 
         configure_threads(threads)  # TF, numba and BLAS share the cores: no oversubscription
-        reference.load()  # once per worker (cached); embed_path picks the runner per file
+        reference.prepare()  # once per worker (cached); embed_path picks the runner per file
     except Exception as exc:  # reported by the first task, raised in the parent
         _WORKER["error"] = exc
 
@@ -104,7 +104,7 @@ def _worker_task(task: FileTask, options: RunOptions):
 
 
 def _run_inline(todo, options, reference, handle) -> None:
-    reference.load()
+    reference.prepare()
     for index, task in todo:
         handle(index, task, _embed_task(reference, task, options))
 
@@ -174,6 +174,7 @@ def embed_files(
     files_per_part: int = 256,
     fast_resample: bool = False,
     strict: bool = False,
+    runtime: str = "auto",
     keep_existing: bool = False,
     roots=(),
 ) -> RunSummary:
@@ -228,6 +229,8 @@ def embed_files(
     strict : bool
         Fail files whose data is shorter than their header declares (by
         default they are embedded with a ``TruncatedAudioWarning``).
+    runtime : {'auto', 'numpy', 'keras'}
+        What runs the model (see :func:`edgel3.get_embedding`).
 
     Returns
     -------
@@ -256,6 +259,7 @@ def embed_files(
         output_format,
         fast_resample,
         strict,
+        runtime,
     )
     jobs = check_positive_int(jobs, "jobs")
     files_per_part = check_positive_int(files_per_part, "files_per_part")

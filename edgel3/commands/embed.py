@@ -168,6 +168,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "but embeddings differ from the official pipeline (see docs/performance.rst)",
     )
     parser.add_argument(
+        "--runtime",
+        choices=("auto", "numpy", "keras"),
+        default="auto",
+        help="what runs the model: 'numpy' without TensorFlow (legacy .h5/.h5.gz weight files: "
+        "every official model), 'keras' TensorFlow, 'auto' numpy for pruned models and keras "
+        "for dense ones (default: %(default)s; see docs/runtime.rst)",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="fail a file whose data is shorter than its header declares (default: embed "
@@ -276,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         fast_resample=args.fast_resample,
         strict=args.strict,
+        runtime=args.runtime,
         progress=not args.quiet,
     )
     batch = (args.jobs, args.format, args.shard, args.manifest, args.errors_file)
