@@ -140,8 +140,8 @@ def get_embedding(
     runtime : {'auto', 'numpy', 'keras'}
         What runs the model: ``'numpy'`` the TensorFlow-free runtime
         (:mod:`edgel3.numpy_runtime`; legacy weight files, i.e. every official
-        model), ``'keras'`` TensorFlow, ``'auto'`` (default) the NumPy runtime
-        for pruned models and Keras for the others (``docs/runtime.rst``).
+        model), ``'keras'`` TensorFlow; ``'auto'`` (default) is Keras for now (the
+        runtime starts faster but runs slower, ``docs/runtime.rst``).
 
     Returns
     -------

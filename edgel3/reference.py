@@ -247,34 +247,16 @@ class ModelReference:
             return str(self.path)
         return None
 
-    @functools.cached_property
-    def conv_density(self) -> float:
-        """Non-zero fraction of the conv kernels (from the spec for official models)."""
-        if self.kind == "official":
-            return 1.0 - (self.spec.sparsity or 0.0) / 100.0
-        from .legacy_h5 import read_legacy_h5
-
-        kernels = [k for _, k in read_legacy_h5(self.legacy_file).conv_kernels()]
-        return sum(np.count_nonzero(k) for k in kernels) / max(1, sum(k.size for k in kernels))
-
     def uses_numpy(self) -> bool:
         """Whether :meth:`runner` gives the NumPy runtime (:mod:`edgel3.numpy_runtime`).
 
-        ``'keras'``: never; ``'numpy'``: always; ``'auto'``: for legacy weight
-        files whose convs are sparse enough for the sparse executor to win
-        (:data:`edgel3.sparse.MODEL_DENSITY_THRESHOLD`): there the runtime runs
-        the same executor without importing TensorFlow. Dense models (SEA)
-        stay on Keras by default: measured faster per window on 2 cores.
+        ``'numpy'``: always; ``'keras'`` and ``'auto'``: never, for now. The
+        runtime starts 2.2x sooner with a third of the memory, but runs SEA-64
+        at about a fifth of Keras's windows/s and pruned models at under half
+        (``benchmarks/runtimes.py``, docs/runtime.rst), so ``'auto'`` keeps
+        Keras until the runtime is measured at least as fast.
         """
-        if self.runtime == "keras" or self.kind == "object":
-            return False
-        if self.runtime == "numpy":
-            return True
-        if not self.is_legacy:
-            return False
-        from .sparse import MODEL_DENSITY_THRESHOLD
-
-        return self.conv_density <= MODEL_DENSITY_THRESHOLD
+        return self.runtime == "numpy" and self.kind != "object"
 
     def runner(self, n_windows: int | None = None):
         """The runner for a call of ``n_windows`` windows.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.signal
 
 from .checks import as_mono, check_sample_rate
 from .exceptions import AudioError
@@ -214,6 +213,8 @@ def _resample_fast(x: np.ndarray, sr_orig, sr_new) -> np.ndarray:
         from fractions import Fraction
 
         ratio = Fraction(int(sr_new), int(sr_orig))
+        import scipy.signal  # lazily: 0.4 s of import, needed only here
+
         return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
     return soxr.resample(x, sr_orig, sr_new, quality="HQ")
 

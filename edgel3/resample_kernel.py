@@ -14,7 +14,6 @@ import logging
 import threading
 
 import numpy as np
-import scipy.signal
 
 __all__ = [
     "time_register",
@@ -51,6 +50,8 @@ def legacy_table() -> tuple[np.ndarray, np.ndarray]:
     n_half = _KB_NUM_ZEROS * KB_PRECISION
     t = np.linspace(0, _KB_NUM_ZEROS, n_half + 1)
     sinc = _KB_ROLLOFF * np.sinc(_KB_ROLLOFF * t)
+    import scipy.signal  # lazily: 0.4 s of import, needed once per process
+
     taper = scipy.signal.get_window(("kaiser", _KB_BETA), 2 * n_half + 1, fftbins=False)
     table = taper[n_half:] * sinc
     delta = np.zeros_like(table)

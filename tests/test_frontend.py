@@ -551,3 +551,11 @@ def test_resample_legacy_falls_back_to_numpy_without_numba(rng, monkeypatch):
     expected = resample_module._resample_legacy(x, 22050, 8000, backend="numpy")
     monkeypatch.setattr(resample_kernel, "_NUMBA_KERNEL", False)  # as if numba were missing
     np.testing.assert_array_equal(frontend.resample_legacy(x, 22050, 8000), expected)
+
+
+@pytest.mark.parametrize("n_dft", [256, 400, 512, 1024, 2048, 4096])
+def test_hann_window_is_scipys_bit_for_bit(n_dft):
+    import scipy.signal
+
+    expected = scipy.signal.get_window("hann", n_dft, fftbins=True).astype(np.float32)
+    np.testing.assert_array_equal(frontend.hann_window(n_dft), expected)

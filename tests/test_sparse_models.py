@@ -58,9 +58,7 @@ def test_get_embedding_sparse_by_official_arguments(sparse_dir, monkeypatch, rng
     direct = models["edgel3_ft_audio_sparsity_95.45"].predict_on_batch(
         audio[None, None, :].astype(np.float32)
     )
-    # The NumPy runtime runs pruned official models by default: Keras's numbers within float32
-    # rounding (1e-5 of the scale, tests/test_numpy_runtime.py).
-    np.testing.assert_allclose(emb, direct, rtol=0, atol=1e-5 * max(1.0, np.abs(direct).max()))
+    np.testing.assert_array_equal(emb, direct)
 
 
 def test_cli_sparse_kd(sparse_dir, monkeypatch, tmp_path, rng, capsys):
@@ -88,6 +86,4 @@ def test_cli_sparse_kd(sparse_dir, monkeypatch, tmp_path, rng, capsys):
     ref, _ = edgel3.get_embedding(
         stored, sr, model=models["edgel3_kd_audio_sparsity_87.0"], center=False, verbose=0
     )
-    np.testing.assert_allclose(
-        data["embedding"], ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max())
-    )
+    np.testing.assert_array_equal(data["embedding"], ref)

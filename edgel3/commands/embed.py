@@ -172,8 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "numpy", "keras"),
         default="auto",
         help="what runs the model: 'numpy' without TensorFlow (legacy .h5/.h5.gz weight files: "
-        "every official model), 'keras' TensorFlow, 'auto' numpy for pruned models and keras "
-        "for dense ones (default: %(default)s; see docs/runtime.rst)",
+        "every official model): starts faster, runs slower; 'keras' TensorFlow; 'auto' is keras "
+        "for now (default: %(default)s; see docs/runtime.rst)",
     )
     parser.add_argument(
         "--strict",
