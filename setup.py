@@ -47,6 +47,7 @@ setup(
             "ai-edge-litert>=2.0",
             "ray[data]>=2.10",
             "pyarrow>=14",
+            "pandas>=1.5",  # tests read Parquet datasets as the docs tell users to
         ],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },

@@ -11,7 +11,7 @@
   file's unpacked bytes, recorded in ``unpacked.json`` when edgel3 unpacks a verified
   ``.h5.gz`` into ``<cache>/<stem>.h5``;
 * :func:`cache_lock` -- held by every writer into the cache, so that the leftovers of a
-  killed writer (``.partial-*`` download folders, ``.NAME.XXXX.partial`` files) are swept
+  killed writer (``.partial-*`` download folders, ``.NAME.<random>.partial`` files) are swept
   by the next one (:func:`sweep_cache`), never those of a live one.
 
 Both record files are written atomically (:func:`edgel3.files.atomic_write`) under the
@@ -373,7 +373,7 @@ def sweep_cache(directory: Path) -> list[Path]:
     Returns
     -------
     list of pathlib.Path
-        What was removed: ``.partial-*`` download folders and the ``.NAME.XXXX.partial``
+        What was removed: ``.partial-*`` download folders and the ``.NAME.<random>.partial``
         temporaries of the files edgel3 writes there.
     """
     removed = []

@@ -175,7 +175,8 @@ def test_noop_rerun_decides_before_loading_tensorflow(tmp_path):
 
 def test_two_concurrent_parquet_runs_never_duplicate_rows(tmp_path):
     """Before: both exited 0 with two parts, 1,840 rows for 920 windows."""
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     folder = tmp_path / "audio"
     for k in range(8):
         write_clip(folder / f"c{k}.wav", seconds=4.0, seed=k)
@@ -286,7 +287,7 @@ def limit_file_size(limit: int):
 
 
 def test_disk_full_leaves_no_partial_files_and_a_rerun_completes(tmp_path):
-    """Before: a disk-full run left 14 zero-byte .NAME.npz.XXXX.partial files, forever.
+    """Before: a disk-full run left 14 zero-byte .NAME.npz.<random>.partial files, forever.
 
     On a 1 MiB tmpfs when the machine lets the test mount one; otherwise the
     same failure is made with a file-size limit (RLIMIT_FSIZE: writes fail).
@@ -404,7 +405,7 @@ def test_truncated_wav_warns_in_summary_and_errors_file_or_fails_with_strict(tmp
 
 
 def test_staging_folder_of_a_killed_export_is_swept(tmp_path, capsys):
-    """A SIGKILL during 'edgel3 export' leaves .NAME.XXXX.partial/; the next export removes it."""
+    """A SIGKILL during 'edgel3 export' leaves .NAME.<random>.partial/; the next run sweeps it."""
     leftover = tmp_path / ".tiny.tflite.ab12_x.partial"
     leftover.mkdir()
     (leftover / "tiny.tflite").write_bytes(b"half")

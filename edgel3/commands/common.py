@@ -301,7 +301,7 @@ def staged_outputs(*paths):
     """Write a command's output files out of sight; show them all at the end, or none.
 
     Yields one temporary path per output, with the output's own file name, in a
-    hidden staging folder (``.NAME.XXXX.partial/``) beside it (in the nearest
+    hidden staging folder (``.NAME.<random>.partial/``) beside it (in the nearest
     existing folder, so that the final move is a rename on one file system).
     When the block ends without error, every staged file it wrote is moved to
     its output path (missing folders are made then, with the umask's mode); on
