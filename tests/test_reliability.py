@@ -411,3 +411,33 @@ def test_staging_folder_of_a_killed_export_is_swept(tmp_path, capsys):
     (leftover / "tiny.tflite").write_bytes(b"half")
     assert main(["export", "tiny", "-o", str(tmp_path / "tiny.tflite"), "-q"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.tflite"]
+
+
+def test_parquet_rerun_with_other_options_or_changed_input_shows_each_file_once(tmp_path):
+    """Redone files used to keep their old rows in old parts: pandas showed them twice."""
+    import pandas as pd
+
+    folder = tmp_path / "audio"
+    for k in range(3):
+        write_clip(folder / f"c{k}.wav", seconds=2.0, seed=k)
+    out = tmp_path / "ds"
+    base = [str(folder), "-o", str(out), "--model", "tiny", "--format", "parquet", "-q"]
+
+    def rows_per_file():
+        table = pd.read_parquet(out)
+        assert not table.duplicated(["path", "timestamp"]).any()
+        return table.groupby("path").size().sort_index().tolist()
+
+    assert main(base) == 0
+    assert rows_per_file() == [16, 16, 16]
+    assert main([*base, "--hop-size", "0.5"]) == 0  # other options: every file redone
+    assert rows_per_file() == [4, 4, 4]
+    write_clip(folder / "c1.wav", seconds=3.0, seed=9)  # a changed input: that file redone
+    assert main([*base, "--hop-size", "0.5"]) == 0
+    assert rows_per_file() == [4, 6, 4]
+    assert main([*base, "--hop-size", "0.5", "--overwrite"]) == 0
+    assert rows_per_file() == [4, 6, 4]
+    assert debris(out) == []
+    from edgel3.batch import read_parquet_embeddings
+
+    assert sorted(len(t) for _, t in read_parquet_embeddings(out).values()) == [4, 4, 6]

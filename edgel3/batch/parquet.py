@@ -28,6 +28,7 @@ __all__ = [
     "ParquetPartWriter",
     "remove_partial_outputs",
     "read_parquet_embeddings",
+    "compact_dataset",
     "PYARROW_HINT",
 ]
 
@@ -183,6 +184,53 @@ def remove_partial_outputs(directory, tag: str = "") -> list[Path]:
             else:
                 path.unlink(missing_ok=True)
             removed.append(path)
+    return removed
+
+
+def compact_dataset(directory) -> int:
+    """Drop the rows that a newer record of their file superseded; returns how many.
+
+    A file redone (changed input, other options, ``overwrite``) gets new rows
+    in a new part; its old rows stay in an old part until this removes them,
+    so that every reader (pyarrow, pandas, Spark) sees each file once. Parts
+    are rewritten atomically (a hidden temporary, then a rename); a part left
+    empty is deleted. Runs call it under the dataset lock, at start (repairing
+    a run killed before it compacted) and at the end.
+
+    Parameters
+    ----------
+    directory : path-like
+
+    Returns
+    -------
+    int
+        Rows removed.
+    """
+    pa, pq = import_pyarrow()
+    directory = Path(directory)
+    newest = {record["path"]: record["output"] for record in read_manifests(directory)}
+    if not newest:
+        return 0
+    removed = 0
+    files = sorted(directory.glob("part-*.parquet")) + sorted(directory.glob("ray-*/**/*.parquet"))
+    for file in files:
+        part = file.relative_to(directory).parts[0]
+        paths = pq.read_table(file, columns=["path"]).column("path").to_pylist()
+        keep = [newest.get(path, part) == part for path in paths]
+        if all(keep):
+            continue
+        removed += keep.count(False)
+        if not any(keep):
+            file.unlink()
+            continue
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.compact.partial")
+        try:
+            pq.write_table(pq.read_table(file).filter(pa.array(keep)), tmp)
+            os.replace(tmp, file)
+        except OSError as exc:
+            raise OutputError(f'Cannot rewrite Parquet part "{file}": {exc}') from exc
+        finally:
+            tmp.unlink(missing_ok=True)
     return removed
 
 

@@ -18,7 +18,7 @@ from ..runs import FileResult
 from ..version import __version__
 from .inputs import check_shard, select_shard
 from .outputs import FileTask, ResultsManifest, shard_tag
-from .parquet import remove_partial_outputs
+from .parquet import compact_dataset, remove_partial_outputs
 
 __all__ = [
     "RunSummary",
@@ -86,10 +86,13 @@ class Plan:
     lock: DatasetLock | None = None
 
     def close(self) -> None:
-        """Release the dataset lock (if any)."""
+        """Drop superseded Parquet rows, then release the dataset lock (if any)."""
         if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+            try:
+                compact_dataset(self.manifest.directory)
+            finally:
+                self.lock.release()
+                self.lock = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,7 @@ def plan_run(
         if output_format == "parquet":
             for removed in remove_partial_outputs(output_dir, tag):
                 logger.info("removed %s, left by an interrupted run", removed)
+            compact_dataset(output_dir)  # a run killed before compacting left old rows
         model_id = reference.model_id
         todo, skipped = [], []
         for index, (path, output) in enumerate(pairs):
