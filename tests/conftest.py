@@ -127,3 +127,26 @@ def served_weights(monkeypatch):
     with serve_directory(WEIGHTS_DIR) as url:
         monkeypatch.setenv("EDGEL3_WEIGHTS_URL", url)
         yield url
+
+
+class ModelResolved(Exception):
+    """Raised by :func:`resolved_models` where a model would run (nothing is loaded)."""
+
+
+@pytest.fixture
+def resolved_models(monkeypatch):
+    """Record which model each call would run, then stop it with :class:`ModelResolved`.
+
+    Spies on ``ModelReference.runner`` (whatever runtime would run the model); the list
+    it returns fills with each reference's source (the official file stem).
+    """
+    from edgel3.reference import ModelReference
+
+    seen = []
+
+    def fake_runner(reference, n_windows=None):
+        seen.append(reference.source)
+        raise ModelResolved
+
+    monkeypatch.setattr(ModelReference, "runner", fake_runner)
+    return seen

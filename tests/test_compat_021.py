@@ -25,9 +25,8 @@ import numpy as np
 import pytest
 
 import edgel3
-from edgel3.reference import ModelReference
 
-from .conftest import PROJECT_ROOT, SEA64_GZ
+from .conftest import PROJECT_ROOT, SEA64_GZ, ModelResolved
 
 
 @pytest.fixture
@@ -194,20 +193,11 @@ def test_new_options_are_keyword_only():
 # --------------------------------------------------------------------------- positional calls
 
 
-def test_process_file_0_2_1_positional_call_selects_the_model_it_names(wav, monkeypatch):
+def test_process_file_0_2_1_positional_call_selects_the_model_it_names(wav, resolved_models):
     """Issue 12: ``process_file(f, out, sfx, None, 'sparse', 128, 95.45)`` raised."""
-    seen = []
-
-    class Resolved(Exception):
-        pass
-
-    def fake_runner(reference, n_windows=None):  # whatever runtime would run it
-        seen.append(reference.source)
-        raise Resolved
-
-    monkeypatch.setattr(ModelReference, "runner", fake_runner)
+    seen = resolved_models
     for sparsity in (95.45, 87.0):
-        with pytest.raises(Resolved):
+        with pytest.raises(ModelResolved):
             edgel3.process_file(wav, wav.parent, "sfx", None, "sparse", 128, sparsity)
     assert seen == ["edgel3_ft_audio_sparsity_95.45", "edgel3_ft_audio_sparsity_87.0"]
 
@@ -438,19 +428,10 @@ def test_compat_helpers_are_not_used_inside_edgel3():
 # --------------------------------------------------------------------------- deliberate differences
 
 
-def test_process_file_honours_retrain_type(wav, monkeypatch):
+def test_process_file_honours_retrain_type(wav, resolved_models):
     """0.2.1's process_file always loaded the 'ft' model; retrain_type is now honoured."""
-    seen = []
-
-    class Resolved(Exception):
-        pass
-
-    def fake_runner(reference, n_windows=None):  # whatever runtime would run it
-        seen.append(reference.source)
-        raise Resolved
-
-    monkeypatch.setattr(ModelReference, "runner", fake_runner)
-    with pytest.raises(Resolved):
+    seen = resolved_models
+    with pytest.raises(ModelResolved):
         edgel3.process_file(wav, None, None, None, "sparse", 128, 87.0, retrain_type="kd")
     assert seen == ["edgel3_kd_audio_sparsity_87.0"]
 

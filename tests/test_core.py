@@ -18,9 +18,8 @@ from edgel3.exceptions import (
     ParameterError,
     WeightsError,
 )
-from edgel3.reference import ModelReference
 
-from .conftest import SEA64_GZ
+from .conftest import SEA64_GZ, ModelResolved
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +278,7 @@ def test_get_output_path_as_0_2_1():
 
 
 @pytest.mark.shared
-def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise, monkeypatch):
+def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise, request):
     import soundfile as sf
 
     path = tmp_path / "clip.wav"
@@ -294,19 +293,10 @@ def test_process_file_writes_npz_and_honours_retrain_type(tmp_path, sea64, noise
     np.testing.assert_array_equal(data["timestamps"], ts)
     assert not list((tmp_path / "out").glob("*.partial"))
 
-    seen = {}
-
-    class Resolved(Exception):
-        pass
-
-    def fake_runner(reference, n_windows=None):  # whatever runtime would run it
-        seen["model"] = reference.source
-        raise Resolved
-
-    monkeypatch.setattr(ModelReference, "runner", fake_runner)
-    with pytest.raises(Resolved):
+    seen = request.getfixturevalue("resolved_models")  # from here on: spy, do not run
+    with pytest.raises(ModelResolved):
         edgel3.process_file(path, retrain_type="kd", verbose=False, suffix="kd")
-    assert seen["model"] == "edgel3_kd_audio_sparsity_95.45"
+    assert seen == ["edgel3_kd_audio_sparsity_95.45"]
 
 
 @pytest.mark.shared
