@@ -20,6 +20,7 @@ __all__ = [
     "resample_at",
     "legacy_wing_length",
     "legacy_table",
+    "kaiser_window",
     "get_numba_kernel",
     "KB_PRECISION",
 ]
@@ -40,6 +41,28 @@ _KB_ROLLOFF = 0.9475937167399596
 _KB_BETA = 14.769656459379492
 
 
+def kaiser_window(length: int, beta: float) -> np.ndarray:
+    """Symmetric Kaiser window, as ``scipy.signal.get_window(('kaiser', beta), length,
+    fftbins=False)`` computes it (bit for bit, tested), without importing scipy.signal
+    (0.5-0.7 s of a cold start): ``i0(beta * sqrt(1 - ((n - a) / a)**2)) / i0(beta)``.
+
+    Parameters
+    ----------
+    length : int
+        At least 2.
+    beta : float
+
+    Returns
+    -------
+    np.ndarray [shape=(length,), dtype=float64]
+    """
+    from scipy.special import i0
+
+    n = np.arange(0, length, dtype=np.float64)
+    alpha = (length - 1) / 2.0
+    return i0(beta * np.sqrt(1 - ((n - alpha) / alpha) ** 2.0)) / i0(np.asarray(beta, np.float64))
+
+
 @functools.lru_cache(maxsize=1)
 def legacy_table() -> tuple[np.ndarray, np.ndarray]:
     """Right wing of the ``kaiser_best`` filter and its forward difference.
@@ -50,9 +73,7 @@ def legacy_table() -> tuple[np.ndarray, np.ndarray]:
     n_half = _KB_NUM_ZEROS * KB_PRECISION
     t = np.linspace(0, _KB_NUM_ZEROS, n_half + 1)
     sinc = _KB_ROLLOFF * np.sinc(_KB_ROLLOFF * t)
-    import scipy.signal  # lazily: 0.4 s of import, needed once per process
-
-    taper = scipy.signal.get_window(("kaiser", _KB_BETA), 2 * n_half + 1, fftbins=False)
+    taper = kaiser_window(2 * n_half + 1, _KB_BETA)
     table = taper[n_half:] * sinc
     delta = np.zeros_like(table)
     delta[:-1] = np.diff(table)

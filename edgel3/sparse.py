@@ -28,11 +28,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 import weakref
 
 import numpy as np
 
+from .blas import gemm_into
 from .exceptions import ParameterError
 from .sparse_kernels import FoldedConv, PaddedLayout, get_kernels, parse_model
 
@@ -61,17 +61,17 @@ ENV_VAR = "EDGEL3_SPARSE_EXEC"
 _STRATEGIES = ("auto", "sparse", "dense")
 #: Positions per work item of the sparse kernel: the output tile (8 KiB) stays in L1.
 _TILE = 2048
-#: Largest activation tensor of one chunk of windows; bounds the executor's memory.
+#: Positions per work item of the rows-layout kernels (epilogue, direct conv).
+_ROW_TILE = 1024
+#: Largest activation tensors (a layer's input and output) of one chunk of windows:
+#: bounds the executor's memory.
 _ACTIVATION_BYTES = 16 * 2**20
-#: Layers at most this dense run sparse without a trial (measured 5-20x faster at
-#: 2-25 % density on the L3 layers; the dense trial would cost memory and time).
-_ALWAYS_SPARSE = 0.3
-#: Timed repetitions of each conv kernel when choosing one per layer.
-_TRIALS = 3
-#: Positions each timed trial covers (a third of a 48 kHz window's map, all of an 8 kHz one).
-_TRIAL_POSITIONS = 16384
-#: Bytes of one im2col chunk of the dense kernel.
-_IM2COL_BYTES = 16 * 2**20
+#: ``strategy='auto'``: layers with more non-zero weights than this run dense (BLAS),
+#: the others sparse. Measured on the L3/SEA layer shapes (``docs/runtime.rst``): the
+#: sparse kernel's time per non-zero tap is about ... the BLAS GEMM's per tap.
+DENSE_ABOVE_DENSITY = 0.3
+#: Bytes of one block of the dense conv's output (or input) rows: L2-sized.
+_DENSE_BLOCK_BYTES = 4 * 2**20
 
 # --------------------------------------------------------------------------- model parsing
 
@@ -134,16 +134,15 @@ class SparseExecutor:
         2x2 max pools, global max pool), e.g. from
         :func:`edgel3.networks.build_model`, pruned or not.
     strategy : {'auto', 'sparse', 'dense'}
-        Conv kernel per layer: ``'auto'`` times both on the first batch and
-        keeps the faster one for each layer; ``'sparse'``/``'dense'`` force one.
+        Conv kernel per layer: ``'auto'`` runs layers with more than
+        :data:`DENSE_ABOVE_DENSITY` non-zero weights dense (BLAS), the others
+        sparse (a fixed rule: the same kernels, hence the same numbers, on
+        every run); ``'sparse'``/``'dense'`` force one.
 
     Attributes
     ----------
     layer_strategies_ : dict
         Layer name -> ``'sparse'`` or ``'dense'``, filled by the first call.
-    layer_seconds_ : dict
-        Layer name -> ``{'sparse': s, 'dense': s}`` trial times of the first
-        call (``'auto'`` only; layers at most 30 % dense run sparse untimed).
 
     Raises
     ------
@@ -209,11 +208,17 @@ class SparseExecutor:
         self.sample_rate = int(mel_config.sample_rate)
         self.embedding_size = int(self._convs[-1].kernel.shape[-1])
         self.layer_strategies_: dict[str, str] = {}
-        self.layer_seconds_: dict[str, dict[str, float]] = {}
         for conv in self._convs:
             conv.strategy = strategy
+            if strategy == "auto":  # a fixed rule: the same kernels, hence numbers, every run
+                conv.strategy = "dense" if conv.density > DENSE_ABOVE_DENSITY else "sparse"
             conv.scale32 = conv.scale.astype(np.float32)
             conv.offset32 = conv.offset.astype(np.float32)
+        if strategy == "auto" and len(convs) > 1 and convs[0].kernel.shape[2] == 1:
+            # The one-channel first conv is cheap either way: run it like the next layer, so
+            # that the layout and the thread pool do not change (numba's and BLAS's pools
+            # busy-wait after each call and slow each other down on a small machine).
+            convs[0].strategy = convs[1].strategy
         self._mel_fn = None
         self._buffers: dict[tuple, np.ndarray] = {}
         self._masks: dict[tuple, np.ndarray] = {}
@@ -298,68 +303,63 @@ class SparseExecutor:
         )
 
     @staticmethod
-    def _dense_matrix(conv: FoldedConv) -> np.ndarray:
-        """The kernel as ``(c_out, 9 * c_in)``, rows matching the im2col stacking."""
-        if conv.dense_matrix is None:
-            k = conv.kernel
-            conv.dense_matrix = np.ascontiguousarray(
-                k.transpose(3, 0, 1, 2).reshape(k.shape[3], -1), dtype=np.float32
-            )
-        return conv.dense_matrix
+    def _dense_parts(conv: FoldedConv) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel per tap ``(9, c_in, c_out)`` with the BN scale folded in, and the offset.
+
+        ``scale * (conv(x, k) + bias) + offset = conv(x, scale * k) + (scale * bias + offset)``:
+        the epilogue after the GEMMs is then one add, the ReLU and the mask.
+        """
+        if conv.dense_taps is None:
+            kh, kw, c_in, c_out = conv.kernel.shape
+            taps = conv.kernel.astype(np.float64) * conv.scale
+            conv.dense_taps = np.ascontiguousarray(taps.reshape(kh * kw, c_in, c_out), np.float32)
+            offset = conv.bias.astype(np.float64) * conv.scale + conv.offset
+            conv.dense_offset = offset.astype(np.float32)
+        return conv.dense_taps, conv.dense_offset
 
     def _conv_dense(self, conv, x, level, out, start, stop):
-        shifts = level.shifts()
-        c_in = x.shape[0]
+        """BLAS on the rows layout: nine GEMMs (one per tap) on shifted views, no im2col.
+
+        ``x`` is ``(length, c_in)`` and ``out`` ``(length, c_out)``: the rows a tap
+        needs are a contiguous slice of ``x``, which BLAS reads in place as a
+        Fortran matrix ``(c_in, n)``; each tap's GEMM accumulates into the same
+        output block (``beta=1``), which stays in cache for the nine GEMMs and
+        the epilogue.
+        """
+        taps, offset = self._dense_parts(conv)
         mask = self._mask(conv, level)
-        chunk = max(256, _IM2COL_BYTES // (4 * 9 * c_in))
-        col = self._buffer(("im2col", c_in), (9 * c_in, min(chunk, stop - start)))
-        for p0 in range(start, stop, chunk):
-            p1 = min(p0 + chunk, stop)
-            n = p1 - p0
+        kernels = get_kernels()
+        relu = bool(conv.relu)
+        shifts = level.shifts()
+        if x.shape[1] == 1:  # one input channel: one GEMM on the nine shifted copies (K = 9)
+            col = self._buffer(("im2col", level.length), (stop - start, len(shifts)))
             for k, s in enumerate(shifts):
-                col[k * c_in : (k + 1) * c_in, :n] = x[:, p0 + s : p1 + s]
-            block = out[:, p0:p1]
-            np.matmul(self._dense_matrix(conv), col[:, :n], out=block)
-            # The sparse kernel's epilogue, same order: (conv + bias) * scale + offset.
-            block += conv.bias[:, None]
-            block *= conv.scale32[:, None]
-            block += conv.offset32[:, None]
-            if conv.relu:
-                np.maximum(block, np.float32(0.0), out=block)
-            block *= mask[p0:p1]
+                col[:, k] = x[start + s : stop + s, 0]
+            gemm_into(taps[:, 0, :].T, col.T, out[start:stop].T, accumulate=False)
+            kernels["finish_rows"](out, start, stop, offset, relu, mask, _ROW_TILE)
+            return
+        weights = [tap.T for tap in taps]  # (c_out, c_in), Fortran-contiguous
+        block = max(_ROW_TILE, _DENSE_BLOCK_BYTES // (4 * max(x.shape[1], out.shape[1])))
+        for p0 in range(start, stop, block):
+            p1 = min(p0 + block, stop)
+            target = out[p0:p1].T
+            for k, s in enumerate(shifts):
+                gemm_into(weights[k], x[p0 + s : p1 + s].T, target, accumulate=k > 0)
+            kernels["finish_rows"](out, p0, p1, offset, relu, mask, _ROW_TILE)
 
-    def _run_conv(self, conv, x, level, out):
-        start, stop = level.guard, level.length - level.guard
-        if conv.strategy == "auto":
-            conv.strategy = self._choose(conv, x, level, out, start, stop)
-        if conv.strategy == "sparse":
-            self._conv_sparse(conv, x, level, out, start, stop)
-        else:
-            self._conv_dense(conv, x, level, out, start, stop)
-        self.layer_strategies_[conv.name] = conv.strategy
+    def _in_layout(self, x, channels: int, is_rows: bool, rows: bool, level: PaddedLayout):
+        """``x`` (``channels`` maps, rows layout if ``is_rows``) in the layout ``rows`` asks.
 
-    def _choose(self, conv, x, level, out, start, stop) -> str:
-        """Time both kernels on a slice of the positions; keep the faster."""
-        if conv.density <= _ALWAYS_SPARSE:
-            return "sparse"
-        trial_stop = min(stop, start + _TRIAL_POSITIONS)
-        candidates = {"sparse": self._conv_sparse, "dense": self._conv_dense}
-        seconds = dict.fromkeys(candidates, np.inf)
-        for fn in candidates.values():  # warm-up (compilation, caches)
-            fn(conv, x, level, out, start, trial_stop)
-        # Interleaved, best of several: robust to other processes sharing the cores.
-        for _ in range(_TRIALS):
-            for name, fn in candidates.items():
-                tick = time.perf_counter()
-                fn(conv, x, level, out, start, trial_stop)
-                seconds[name] = min(seconds[name], time.perf_counter() - tick)
-        self.layer_seconds_[conv.name] = seconds
-        choice = "sparse" if seconds["sparse"] < seconds["dense"] else "dense"
-        logger.debug("%s (density %.3f): %s %s", conv.name, conv.density, choice, seconds)
-        if choice == "sparse":  # free the trial's dense copies (re-made if ever needed)
-            conv.dense_matrix = None
-            self._buffers.pop(("im2col", x.shape[0]), None)
-        return choice
+        Rows: ``(length, channels)``; channels-first: ``(channels, length)``.
+        """
+        if channels == 1:  # the same memory either way
+            return x.reshape((level.length, 1) if rows else (1, level.length))
+        if is_rows == rows:
+            return x
+        shape = (level.length, channels) if rows else (channels, level.length)
+        buf = self._buffer(("layout", rows, level.height, channels), shape)
+        np.copyto(buf, x.T)
+        return buf
 
     def _buffer(self, key, shape) -> np.ndarray:
         """A reused float32 work array (fresh pages cost more than the arithmetic)."""
@@ -370,11 +370,18 @@ class SparseExecutor:
         return buf
 
     def _windows_per_chunk(self, n_windows: int) -> int:
+        """Windows per chunk: the largest layer (input + output maps) within the bound."""
         mel = self._mel_config
-        level = PaddedLayout(mel.n_mels, mel.n_frames, 1)
-        widest = max(conv.kernel.shape[-1] for conv in self._convs)
-        per_window = 4 * widest * level.size
-        return max(1, min(n_windows, _ACTIVATION_BYTES // per_window))
+        height, width = mel.n_mels, mel.n_frames
+        channels_in, largest = 1, 0
+        for conv in self._convs:
+            level = PaddedLayout(height, width, 1)
+            channels_out = conv.kernel.shape[-1]
+            largest = max(largest, 4 * (channels_in + channels_out) * level.size)
+            channels_in = channels_out
+            if conv.pool == "2x2":
+                height, width = height // 2, width // 2
+        return max(1, min(n_windows, _ACTIVATION_BYTES // largest))
 
     # ---------------------------------------------------------------- call
 
@@ -403,36 +410,41 @@ class SparseExecutor:
         kernels = get_kernels()
         n_win = mel.shape[0]
         level = PaddedLayout(mel.shape[1], mel.shape[2], n_win)
-        x = self._buffer(("input",), (1, level.length))
+        x = self._buffer(("input",), (level.length, 1))  # one channel: both layouts
         scale, shift = self._input_affine
-        interior = x[0, level.guard : level.length - level.guard].reshape(
+        interior = x[level.guard : level.length - level.guard, 0].reshape(
             n_win, level.height + 2, level.wp
         )
         interior[:, 1:-1, 1:-1] = np.float32(scale) * mel + np.float32(shift)
+        is_rows = True
         for index, conv in enumerate(self._convs):
             channels = conv.kernel.shape[-1]
-            out = self._buffer(("conv", index % 2, level.height), (channels, level.length))
-            self._run_conv(conv, x, level, out)
+            strategy = conv.strategy
+            rows = strategy == "dense"
+            x = self._in_layout(x, conv.kernel.shape[2], is_rows, rows, level)
+            is_rows = rows
+            shape = (level.length, channels) if rows else (channels, level.length)
+            out = self._buffer(("conv", rows, index % 2, level.height), shape)
+            start_stop = (level.guard, level.length - level.guard)
+            if rows:
+                self._conv_dense(conv, x, level, out, *start_stop)
+            else:
+                self._conv_sparse(conv, x, level, out, *start_stop)
+            self.layer_strategies_[conv.name] = strategy
+            geometry = (n_win, level.height, level.width)
             if conv.pool == "global":
                 emb = np.empty((n_win, channels), np.float32)
-                kernels["global_max"](
-                    out, level.guard, level.wp, n_win, level.height, level.width, emb
-                )
+                if rows:
+                    kernels["global_max_rows"](out, level.guard, level.wp, *geometry, emb)
+                else:
+                    kernels["global_max"](out, level.guard, level.wp, *geometry, emb)
                 return emb
             if conv.pool == "2x2":
                 nxt = PaddedLayout(level.height // 2, level.width // 2, n_win)
-                x = self._buffer(("pool", nxt.height), (channels, nxt.length))
-                kernels["max_pool"](
-                    out,
-                    level.guard,
-                    level.wp,
-                    x,
-                    nxt.guard,
-                    nxt.wp,
-                    n_win,
-                    level.height,
-                    level.width,
-                )
+                shape = (nxt.length, channels) if rows else (channels, nxt.length)
+                x = self._buffer(("pool", rows, nxt.height), shape)
+                pool = kernels["max_pool_rows" if rows else "max_pool"]
+                pool(out, level.guard, level.wp, x, nxt.guard, nxt.wp, *geometry)
                 level = nxt
             else:
                 x = out  # the padding ring was zeroed by the conv's mask

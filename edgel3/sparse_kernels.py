@@ -87,6 +87,10 @@ def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
     from numba import prange
 
     jit = numba.njit(parallel=True, cache=True, fastmath={"contract"})
+    # The rows-layout kernels run between BLAS calls: on one thread, so that numba's
+    # pool does not spin on the cores that BLAS's threads are about to use (measured:
+    # a parallel epilogue between GEMMs halved their rate on 2 cores).
+    serial = numba.njit(cache=True, fastmath={"contract"})
     zero = np.float32(0.0)
 
     @jit
@@ -200,10 +204,75 @@ def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
                 best = max(best, np.max(src[c, r : r + w]))
             out[b, c] = best
 
+    # ---- the rows layout (positions x channels) of the dense path: x[guard + ..., c]
+
+    @serial
+    def finish_rows(out, start, stop, offset, relu, mask, tile):
+        # out[p, c] = relu?(out[p, c] + offset[c]) * mask[p]: the folded BN/ReLU epilogue.
+        n_c = out.shape[1]
+        n_tiles = (stop - start + tile - 1) // tile
+        for t in range(n_tiles):
+            p0 = start + t * tile
+            p1 = min(p0 + tile, stop)
+            for p in range(p0, p1):
+                m = mask[p]
+                row = out[p]
+                if relu:
+                    for c in range(n_c):
+                        row[c] = max(row[c] + offset[c], zero) * m
+                else:
+                    for c in range(n_c):
+                        row[c] = (row[c] + offset[c]) * m
+
+    @serial
+    def max_pool_rows(src, guard_s, wp_s, dst, guard_d, wp_d, n_win, h, w):
+        # 2x2 max pooling (floor) of each window's interior, padding ring zeroed.
+        ho, wo = h // 2, w // 2
+        size_s = (h + 2) * wp_s
+        size_d = (ho + 2) * wp_d
+        n_c = src.shape[1]
+        for job in range(n_win * (ho + 2)):
+            b = job // (ho + 2)
+            r = job - b * (ho + 2)
+            base_d = guard_d + b * size_d + r * wp_d
+            if r == 0 or r == ho + 1:
+                dst[base_d : base_d + wp_d, :] = zero
+                continue
+            dst[base_d, :] = zero
+            dst[base_d + wp_d - 1, :] = zero
+            top = guard_s + b * size_s + (2 * r - 1) * wp_s + 1
+            bot = top + wp_s
+            for k in range(wo):
+                d = dst[base_d + k + 1]
+                a0 = src[top + 2 * k]
+                a1 = src[top + 2 * k + 1]
+                b0 = src[bot + 2 * k]
+                b1 = src[bot + 2 * k + 1]
+                for c in range(n_c):
+                    d[c] = max(max(a0[c], a1[c]), max(b0[c], b1[c]))
+
+    @serial
+    def global_max_rows(src, guard, wp, n_win, h, w, out):
+        # Embedding: the maximum of each window's whole (activated) map, per channel.
+        size = (h + 2) * wp
+        n_c = src.shape[1]
+        for b in range(n_win):
+            best = out[b]
+            best[:] = -np.inf
+            for row in range(1, h + 1):
+                r = guard + b * size + row * wp + 1
+                for q in range(w):
+                    s = src[r + q]
+                    for c in range(n_c):
+                        best[c] = max(best[c], s[c])
+
     return {
         "sparse_conv": sparse_conv,
         "max_pool": max_pool,
         "global_max": global_max,
+        "finish_rows": finish_rows,
+        "max_pool_rows": max_pool_rows,
+        "global_max_rows": global_max_rows,
     }
 
 
@@ -228,7 +297,8 @@ class FoldedConv:
     pool: str = "none"  # 'none', '2x2' or 'global'
     strategy: str = "auto"  # resolved to 'sparse' / 'dense' on the first call
     sparse_args: dict = field(default_factory=dict)  # per-width CSR taps
-    dense_matrix: np.ndarray | None = None  # (c_out, 9 * c_in)
+    dense_taps: np.ndarray | None = None  # (9, c_in, c_out), BN scale folded in
+    dense_offset: np.ndarray | None = None  # (c_out,) bias and BN shift folded
     scale32: np.ndarray | None = None
     offset32: np.ndarray | None = None
 
