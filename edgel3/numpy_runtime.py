@@ -25,7 +25,14 @@ import numpy as np
 
 from .exceptions import WeightsError
 
-__all__ = ["NumpyRunner", "load_numpy_runner", "RUNTIMES", "supports_file", "parse_legacy"]
+__all__ = [
+    "NumpyRunner",
+    "load_numpy_runner",
+    "RUNTIMES",
+    "supports_file",
+    "parse_legacy",
+    "kept_fraction_of_file",
+]
 
 #: Values of ``runtime=`` / ``--runtime``.
 RUNTIMES = ("auto", "numpy", "keras")
@@ -186,3 +193,20 @@ def load_numpy_runner(path: str | os.PathLike) -> NumpyRunner:
         verify_weights(path, official)
     key = ("numpy", str(path), path.stat().st_mtime_ns)
     return cached(key, lambda: NumpyRunner(path))
+
+
+def kept_fraction_of_file(path) -> float:
+    """Share of a legacy file's dense conv multiply-adds its non-zero weights keep.
+
+    Read with h5py (no TensorFlow), cached per file like the runner.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    float
+        1.0 for a dense model; about 0.11 for the 95.45 % plan.
+    """
+    return load_numpy_runner(path).executor.kept_fraction()

@@ -30,6 +30,7 @@ from .version import __version__
 __all__ = [
     "PROVENANCE_KEY",
     "input_facts",
+    "header_windows",
     "make_provenance",
     "read_provenance",
     "stale_reason",
@@ -65,6 +66,28 @@ def input_facts(path) -> dict:
         return facts
     facts.update(sample_rate=info.sample_rate, frames=info.frames, channels=info.channels)
     return facts
+
+
+def header_windows(facts: dict, hop_size: float, center: bool) -> int:
+    """Windows a file will give, from its header facts (0 when the header was unreadable).
+
+    Parameters
+    ----------
+    facts : dict
+        :func:`edgel3.provenance.input_facts` of the file.
+    hop_size : float
+    center : bool
+
+    Returns
+    -------
+    int
+    """
+    from .frontend import n_windows
+
+    if not facts.get("frames") or not facts.get("sample_rate"):
+        return 0
+    rate = int(facts["sample_rate"])  # the file's rate: an estimate within a window or so
+    return n_windows(int(facts["frames"]), rate, max(1, int(hop_size * rate)), center)
 
 
 def make_provenance(model_id: str, hop_size: float, center: bool, fast_resample: bool, facts):

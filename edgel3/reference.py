@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,10 +40,21 @@ from .exceptions import ParameterError, WeightsError
 from .runners import is_keras_model, is_runner, model_sample_rate, select_runner
 from .specs import ALIASES, REGISTRY, get_spec, resolve_spec
 
-__all__ = ["ModelReference", "resolve_model", "model_names", "KINDS", "MODEL_FILE_SUFFIXES"]
+__all__ = [
+    "ModelReference",
+    "resolve_model",
+    "model_names",
+    "KINDS",
+    "MODEL_FILE_SUFFIXES",
+    "AUTO_NUMPY_MAX_WINDOWS",
+]
 
 #: What a reference points at.
 KINDS = ("official", "bundled", "file", "object")
+#: ``runtime='auto'``: jobs of at most this many windows run a dense legacy model with NumPy
+#: in a process without TensorFlow (its start-up saving outweighs its slower windows; see
+#: ``benchmarks/runtimes.py`` and docs/runtime.rst).
+AUTO_NUMPY_MAX_WINDOWS = 2000
 #: File types a model may be loaded from.
 MODEL_FILE_SUFFIXES = (".h5", ".h5.gz", ".keras", ".tflite")
 
@@ -247,16 +259,78 @@ class ModelReference:
             return str(self.path)
         return None
 
-    def uses_numpy(self) -> bool:
+    def uses_numpy(self, n_windows: int | None = None) -> bool:
         """Whether :meth:`runner` gives the NumPy runtime (:mod:`edgel3.numpy_runtime`).
 
-        ``'numpy'``: always; ``'keras'`` and ``'auto'``: never, for now. The
-        runtime starts 2.2x sooner with a third of the memory, but runs SEA-64
-        at about a fifth of Keras's windows/s and pruned models at under half
-        (``benchmarks/runtimes.py``, docs/runtime.rst), so ``'auto'`` keeps
-        Keras until the runtime is measured at least as fast.
+        ``'numpy'``: always; ``'keras'``: never. ``'auto'`` takes the runtime that
+        finishes the job sooner (``benchmarks/runtimes.py``, docs/runtime.rst), a
+        fixed rule of the model and the job:
+
+        * a pruned legacy file (its convs keep at most
+          :data:`edgel3.sparse.MODEL_DENSITY_THRESHOLD` of their multiply-adds):
+          NumPy -- Keras would run the same sparse kernels, after importing
+          TensorFlow;
+        * a dense legacy file (SEA): NumPy for jobs of at most
+          :data:`AUTO_NUMPY_MAX_WINDOWS` windows in a process that has not
+          imported TensorFlow (it starts seconds sooner), Keras otherwise (more
+          windows per second);
+        * anything else (``.keras``/``.tflite`` files, loaded models): not NumPy.
+
+        Parameters
+        ----------
+        n_windows : int, optional
+            Windows of the whole job (``None``: unknown, e.g. a live stream).
+
+        Returns
+        -------
+        bool
         """
-        return self.runtime == "numpy" and self.kind != "object"
+        if self.kind == "object" or self.runtime == "keras":
+            return False
+        if self.runtime == "numpy":
+            return True
+        if not self.is_legacy:
+            return False
+        if self.is_pruned:
+            return True
+        small = n_windows is not None and n_windows <= AUTO_NUMPY_MAX_WINDOWS
+        return small and "tensorflow" not in sys.modules
+
+    @functools.cached_property
+    def is_pruned(self) -> bool:
+        """Whether a legacy file's convs keep at most the sparse executor's share of MACs.
+
+        Official SEA models are dense (nothing read); other legacy files are read
+        (h5py, no TensorFlow) and their conv kernels counted.
+        """
+        if not self.is_legacy:
+            return False
+        if self.kind == "official" and not self.spec.sparsity:
+            return False
+        from .numpy_runtime import kept_fraction_of_file
+        from .sparse import MODEL_DENSITY_THRESHOLD
+
+        return kept_fraction_of_file(self.legacy_file) <= MODEL_DENSITY_THRESHOLD
+
+    def for_job(self, n_windows: int | None) -> ModelReference:
+        """This reference with ``'auto'`` decided for a job of ``n_windows`` windows.
+
+        Batch runs decide once, before their workers start, so that every file
+        of a run goes through the same runtime (:meth:`uses_numpy`).
+
+        Parameters
+        ----------
+        n_windows : int or None
+
+        Returns
+        -------
+        ModelReference
+            ``runtime`` is ``'numpy'`` or ``'keras'`` where the model is a legacy
+            file; other references are returned as they are.
+        """
+        if self.runtime != "auto" or self.kind == "object" or not self.is_legacy:
+            return self
+        return replace(self, runtime="numpy" if self.uses_numpy(n_windows) else "keras")
 
     def runner(self, n_windows: int | None = None):
         """The runner for a call of ``n_windows`` windows.
@@ -272,7 +346,7 @@ class ModelReference:
         -------
         Runner
         """
-        if self.uses_numpy():
+        if self.uses_numpy(n_windows):
             from .numpy_runtime import load_numpy_runner
 
             return load_numpy_runner(self.legacy_file)

@@ -20,7 +20,7 @@ from .exceptions import AudioError, EdgeL3Warning, OutputError
 from .files import save_embedding
 from .locks import output_lock, report_wait, sweep_partials
 from .naming import output_paths
-from .provenance import decide_output, input_facts, make_provenance
+from .provenance import decide_output, header_windows, input_facts, make_provenance
 
 __all__ = ["FileResult", "process_files"]
 
@@ -142,16 +142,18 @@ def process_files(
         return make_provenance(model_id, hop_size, center, fast_resample, input_facts(path))
 
     results: list[FileResult | None] = [None] * len(paths)
-    todo = []
+    todo, windows = [], 0
     for index, (path, output) in enumerate(zip(paths, outputs)):
-        reason = decide_output(
-            output, expected(path), overwrite=overwrite, keep_existing=keep_existing
-        )
+        facts = input_facts(path)
+        record = make_provenance(model_id, hop_size, center, fast_resample, facts)
+        reason = decide_output(output, record, overwrite=overwrite, keep_existing=keep_existing)
         if reason is None:
             results[index] = FileResult(path, output, "skipped", note="up to date")
         else:
             todo.append((index, path, output))
+            windows += header_windows(facts, hop_size, center)
     if todo:
+        reference = reference.for_job(windows)  # 'auto' decided once for the run
         reference.prepare()  # load once (cached), for every file
     for index, path, output in tqdm(todo, unit="file", disable=not progress or not todo):
         lock = output_lock(output)

@@ -32,14 +32,15 @@ import weakref
 
 import numpy as np
 
-from .blas import gemm_into
 from .exceptions import ParameterError
-from .sparse_kernels import FoldedConv, PaddedLayout, get_kernels, parse_model
+from .sparse_kernels import FoldedConv, PaddedLayout, dense_conv_rows, get_kernels, parse_model
 
 __all__ = [
     "SparseExecutor",
     "conv_densities",
     "kept_fraction",
+    "kept_share",
+    "folded_densities",
     "sparse_executor",
     "supports",
     "MODEL_DENSITY_THRESHOLD",
@@ -61,17 +62,13 @@ ENV_VAR = "EDGEL3_SPARSE_EXEC"
 _STRATEGIES = ("auto", "sparse", "dense")
 #: Positions per work item of the sparse kernel: the output tile (8 KiB) stays in L1.
 _TILE = 2048
-#: Positions per work item of the rows-layout kernels (epilogue, direct conv).
-_ROW_TILE = 1024
 #: Largest activation tensors (a layer's input and output) of one chunk of windows:
 #: bounds the executor's memory.
-_ACTIVATION_BYTES = 16 * 2**20
+_ACTIVATION_BYTES = 8 * 2**20
 #: ``strategy='auto'``: layers with more non-zero weights than this run dense (BLAS),
 #: the others sparse. Measured on the L3/SEA layer shapes (``docs/runtime.rst``): the
 #: sparse kernel's time per non-zero tap is about ... the BLAS GEMM's per tap.
 DENSE_ABOVE_DENSITY = 0.3
-#: Bytes of one block of the dense conv's output (or input) rows: L2-sized.
-_DENSE_BLOCK_BYTES = 4 * 2**20
 
 # --------------------------------------------------------------------------- model parsing
 
@@ -111,7 +108,22 @@ def conv_densities(model) -> list[tuple[str, float, int]]:
         multiply-adds of the dense conv for one window.
     """
     mel, _, convs = parse_model(model)
-    height, width = mel.config.n_mels, mel.config.n_frames
+    return folded_densities(convs, mel.config)
+
+
+def folded_densities(convs, mel_config) -> list[tuple[str, float, int]]:
+    """:func:`conv_densities` of parsed layers.
+
+    Parameters
+    ----------
+    convs : list of FoldedConv
+    mel_config : edgel3.specs.FrontendConfig
+
+    Returns
+    -------
+    list of (name, density, dense_macs)
+    """
+    height, width = mel_config.n_mels, mel_config.n_frames
     rows = []
     for conv in convs:
         macs = height * width * conv.kernel.size
@@ -119,6 +131,11 @@ def conv_densities(model) -> list[tuple[str, float, int]]:
         if conv.pool == "2x2":
             height, width = height // 2, width // 2
     return rows
+
+
+def kept_share(rows) -> float:
+    """``sum(density * macs) / sum(macs)`` of :func:`conv_densities` rows."""
+    return sum(d * macs for _, d, macs in rows) / sum(macs for _, _, macs in rows)
 
 
 # --------------------------------------------------------------------------- executor
@@ -223,6 +240,10 @@ class SparseExecutor:
         self._buffers: dict[tuple, np.ndarray] = {}
         self._masks: dict[tuple, np.ndarray] = {}
 
+    def kept_fraction(self) -> float:
+        """Share of the dense conv MACs the non-zero weights keep (as :func:`kept_fraction`)."""
+        return kept_share(folded_densities(self._convs, self._mel_config))
+
     def matches(self, model) -> bool:
         """Whether ``model`` still holds the weights this executor was built from.
 
@@ -302,50 +323,11 @@ class SparseExecutor:
             _TILE,
         )
 
-    @staticmethod
-    def _dense_parts(conv: FoldedConv) -> tuple[np.ndarray, np.ndarray]:
-        """The kernel per tap ``(9, c_in, c_out)`` with the BN scale folded in, and the offset.
-
-        ``scale * (conv(x, k) + bias) + offset = conv(x, scale * k) + (scale * bias + offset)``:
-        the epilogue after the GEMMs is then one add, the ReLU and the mask.
-        """
-        if conv.dense_taps is None:
-            kh, kw, c_in, c_out = conv.kernel.shape
-            taps = conv.kernel.astype(np.float64) * conv.scale
-            conv.dense_taps = np.ascontiguousarray(taps.reshape(kh * kw, c_in, c_out), np.float32)
-            offset = conv.bias.astype(np.float64) * conv.scale + conv.offset
-            conv.dense_offset = offset.astype(np.float32)
-        return conv.dense_taps, conv.dense_offset
-
     def _conv_dense(self, conv, x, level, out, start, stop):
-        """BLAS on the rows layout: nine GEMMs (one per tap) on shifted views, no im2col.
-
-        ``x`` is ``(length, c_in)`` and ``out`` ``(length, c_out)``: the rows a tap
-        needs are a contiguous slice of ``x``, which BLAS reads in place as a
-        Fortran matrix ``(c_in, n)``; each tap's GEMM accumulates into the same
-        output block (``beta=1``), which stays in cache for the nine GEMMs and
-        the epilogue.
-        """
-        taps, offset = self._dense_parts(conv)
-        mask = self._mask(conv, level)
-        kernels = get_kernels()
-        relu = bool(conv.relu)
-        shifts = level.shifts()
-        if x.shape[1] == 1:  # one input channel: one GEMM on the nine shifted copies (K = 9)
-            col = self._buffer(("im2col", level.length), (stop - start, len(shifts)))
-            for k, s in enumerate(shifts):
-                col[:, k] = x[start + s : stop + s, 0]
-            gemm_into(taps[:, 0, :].T, col.T, out[start:stop].T, accumulate=False)
-            kernels["finish_rows"](out, start, stop, offset, relu, mask, _ROW_TILE)
-            return
-        weights = [tap.T for tap in taps]  # (c_out, c_in), Fortran-contiguous
-        block = max(_ROW_TILE, _DENSE_BLOCK_BYTES // (4 * max(x.shape[1], out.shape[1])))
-        for p0 in range(start, stop, block):
-            p1 = min(p0 + block, stop)
-            target = out[p0:p1].T
-            for k, s in enumerate(shifts):
-                gemm_into(weights[k], x[p0 + s : p1 + s].T, target, accumulate=k > 0)
-            kernels["finish_rows"](out, p0, p1, offset, relu, mask, _ROW_TILE)
+        col = None
+        if x.shape[1] == 1:  # one input channel: one GEMM on nine shifted copies (K = 9)
+            col = self._buffer(("im2col", level.length), (stop - start, 9))
+        dense_conv_rows(conv, x, level, out, start, stop, self._mask(conv, level), col)
 
     def _in_layout(self, x, channels: int, is_rows: bool, rows: bool, level: PaddedLayout):
         """``x`` (``channels`` maps, rows layout if ``is_rows``) in the layout ``rows`` asks.
@@ -490,8 +472,7 @@ def kept_fraction(model) -> float:
         ``sum(density * macs) / sum(macs)`` over the conv layers (1.0 for a
         dense model; about 0.115 for the 95.45 % plan).
     """
-    rows = conv_densities(model)
-    return sum(d * macs for _, d, macs in rows) / sum(macs for _, _, macs in rows)
+    return kept_share(conv_densities(model))
 
 
 def sparse_executor(model, *, mode: str | None = None) -> SparseExecutor | None:

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FoldedConv", "PaddedLayout", "get_kernels", "parse_model"]
+__all__ = ["FoldedConv", "PaddedLayout", "get_kernels", "parse_model", "dense_conv_rows"]
 
 _KERNELS: dict[str, object] = {}
+#: Positions per work item of the rows-layout kernels (epilogue).
+_ROW_TILE = 1024
+#: Bytes of one block of the dense conv's output (or input) rows: L2-sized.
+_DENSE_BLOCK_BYTES = 4 * 2**20
 
 
 def get_kernels() -> dict[str, object]:
@@ -274,6 +278,70 @@ def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
         "max_pool_rows": max_pool_rows,
         "global_max_rows": global_max_rows,
     }
+
+
+# --------------------------------------------------------------------------- dense conv
+
+
+def dense_parts(conv: FoldedConv) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel per tap ``(9, c_in, c_out)`` with the BN scale folded in, and the offset.
+
+    ``scale * (conv(x, k) + bias) + offset = conv(x, scale * k) + (scale * bias + offset)``:
+    the epilogue after the GEMMs is then one add, the ReLU and the mask. Cached on ``conv``.
+    """
+    if conv.dense_taps is None:
+        kh, kw, c_in, c_out = conv.kernel.shape
+        taps = conv.kernel.astype(np.float64) * conv.scale
+        conv.dense_taps = np.ascontiguousarray(taps.reshape(kh * kw, c_in, c_out), np.float32)
+        offset = conv.bias.astype(np.float64) * conv.scale + conv.offset
+        conv.dense_offset = offset.astype(np.float32)
+    return conv.dense_taps, conv.dense_offset
+
+
+def dense_conv_rows(conv, x, level, out, start, stop, mask, col=None) -> None:
+    """A dense 3x3 conv on the rows layout: nine in-place BLAS GEMMs, no im2col.
+
+    ``x`` is ``(length, c_in)`` and ``out`` ``(length, c_out)`` (positions x
+    channels): the rows a tap needs are a contiguous slice of ``x``, which BLAS
+    reads in place as a Fortran matrix ``(c_in, n)``; each tap's GEMM
+    accumulates into the same output block (``beta=1``), which stays in cache
+    for the nine GEMMs and the epilogue (offset, ReLU, mask: one serial numba
+    pass, so that numba's pool does not spin against BLAS's threads).
+
+    Parameters
+    ----------
+    conv : FoldedConv
+    x : np.ndarray [shape=(length, c_in), dtype=float32]
+    level : PaddedLayout
+    out : np.ndarray [shape=(length, c_out), dtype=float32]
+    start, stop : int
+        Positions to compute.
+    mask : np.ndarray [shape=(length,), dtype=float32]
+        0 on the padding ring (or all ones before a pool).
+    col : np.ndarray [shape=(stop - start, 9), dtype=float32], optional
+        Scratch for a one-channel input (required then): its nine shifted
+        copies, one GEMM with K = 9.
+    """
+    from .blas import gemm_into
+
+    taps, offset = dense_parts(conv)
+    finish = get_kernels()["finish_rows"]
+    relu = bool(conv.relu)
+    shifts = level.shifts()
+    if x.shape[1] == 1:
+        for k, s in enumerate(shifts):
+            col[:, k] = x[start + s : stop + s, 0]
+        gemm_into(taps[:, 0, :].T, col.T, out[start:stop].T, accumulate=False)
+        finish(out, start, stop, offset, relu, mask, _ROW_TILE)
+        return
+    weights = [tap.T for tap in taps]  # (c_out, c_in), Fortran-contiguous
+    block = max(_ROW_TILE, _DENSE_BLOCK_BYTES // (4 * max(x.shape[1], out.shape[1])))
+    for p0 in range(start, stop, block):
+        p1 = min(p0 + block, stop)
+        target = out[p0:p1].T
+        for k, s in enumerate(shifts):
+            gemm_into(weights[k], x[p0 + s : p1 + s].T, target, accumulate=k > 0)
+        finish(out, p0, p1, offset, relu, mask, _ROW_TILE)
 
 
 # --------------------------------------------------------------------------- model parsing

@@ -129,11 +129,14 @@ def _set_numba(threads: int) -> str:
 
 
 def _set_blas(threads: int) -> str:
+    # A BLAS loaded later reads the environment: SciPy's OpenBLAS (edgel3.blas, the NumPy
+    # runtime's GEMMs) is a different library from NumPy's and is loaded on first use.
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return "unavailable"
-    threadpool_limits(limits=threads, user_api="blas")
+        return "environment"
+    threadpool_limits(limits=threads, user_api="blas")  # the ones loaded now
     return "set"
 
 

@@ -73,17 +73,65 @@ def test_runtime_equals_keras_on_every_official_layout(name, sparsity, tmp_path,
         np.testing.assert_allclose(got, expected, rtol=0, atol=RELATIVE_TOLERANCE * scale)
 
 
-def test_numpy_runtime_is_opt_in_until_measured_faster(tmp_path, rng):
-    """'auto' keeps Keras (benchmarks/runtimes.py: the runtime is slower per window today)."""
+def test_auto_runtime_rule(tmp_path, rng, monkeypatch):
+    """'auto': pruned legacy files -> NumPy; dense ones -> NumPy for small jobs without TF."""
+    from edgel3 import reference as reference_module
+
     _, sparse_path = random_weight_file("sparse-ft-95.45", 0.9545, tmp_path, rng)
-    for name in (str(sparse_path), "sparse-ft-95.45", "sea-64", "tiny"):
-        assert not resolve_model(name).uses_numpy()
-        assert not resolve_model(name).with_runtime("keras").uses_numpy()
-    assert resolve_model("sea-64").with_runtime("numpy").uses_numpy()
-    assert resolve_model(str(sparse_path)).with_runtime("numpy").uses_numpy()
-    assert type(resolve_model(str(sparse_path)).with_runtime("numpy").runner()).__name__ == (
-        "NumpyRunner"
+    _, dense_path = random_weight_file("sea-64", 0.0, tmp_path, rng)
+    limit = reference_module.AUTO_NUMPY_MAX_WINDOWS
+    pruned, dense = resolve_model(str(sparse_path)), resolve_model(str(dense_path))
+    assert pruned.is_pruned and not dense.is_pruned
+    assert not resolve_model("sea-64").is_pruned  # official SEA: dense, nothing read
+    for n in (None, 1, limit, 10 * limit):
+        assert pruned.uses_numpy(n)  # the same sparse kernels, without TensorFlow
+        assert not pruned.with_runtime("keras").uses_numpy(n)
+        assert resolve_model("sea-64").with_runtime("numpy").uses_numpy(n)
+        assert not resolve_model("tiny").uses_numpy(n)  # not a legacy file
+    assert "tensorflow" in sys.modules  # this test process has imported it: Keras is warm
+    assert not dense.uses_numpy(1)
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as in a fresh process
+    assert dense.uses_numpy(1) and dense.uses_numpy(limit)
+    assert not dense.uses_numpy(limit + 1) and not dense.uses_numpy(None)
+    assert dense.for_job(limit).runtime == "numpy"
+    assert dense.for_job(limit + 1).runtime == "keras"
+    assert dense.with_runtime("keras").for_job(1).runtime == "keras"
+    assert resolve_model("tiny").for_job(1).runtime == "auto"
+    assert type(pruned.runner(100)).__name__ == "NumpyRunner"
+
+
+@pytest.mark.parametrize("entry", ["process_files", "cli"])
+@pytest.mark.parametrize(("limit", "expected"), [(10_000, "numpy"), (5, "keras")])
+def test_auto_runtime_decided_once_per_batch_run(tmp_path, rng, limit, expected, entry):
+    """A run of 3 files (27 windows) decides once, from the files' headers."""
+    import soundfile as sf
+
+    _, dense_path = random_weight_file("sea-64", 0.0, tmp_path, rng)
+    for index in range(3):
+        sf.write(tmp_path / f"clip{index}.wav", rng.standard_normal(16000) * 0.1, 8000)
+    files = sorted(str(p) for p in tmp_path.glob("clip*.wav"))
+    out = str(tmp_path / "out")
+    if entry == "process_files":
+        call = (
+            f"s = edgel3.process_files({files!r}, output_dir={out!r}, model={str(dense_path)!r})\n"
+            "written = sum(result.status == 'written' for result in s)\n"
+        )
+    else:  # the batch engine behind the CLI (and --jobs, Ray)
+        call = (
+            "from edgel3.cli import main\n"
+            f"assert main([*{files!r}, '-o', {out!r}, '--model', {str(dense_path)!r}, '-q']) == 0\n"
+            "import glob\n"
+            f"written = len(glob.glob({out + '/*.npz'!r}))\n"
+        )
+    script = (
+        "import sys, edgel3, edgel3.reference as r\n"
+        f"r.AUTO_NUMPY_MAX_WINDOWS = {limit}\n"
+        + call
+        + "print(written, 'numpy' if 'tensorflow' not in sys.modules else 'keras')\n"
     )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["3", expected]
 
 
 def test_runtime_argument_is_checked(rng):
@@ -135,4 +183,47 @@ def test_cli_runtime_flag_gives_keras_numbers(tmp_path, rng, capsys):
     scale = max(1.0, float(np.abs(outputs["keras"]).max()))
     np.testing.assert_allclose(
         outputs["numpy"], outputs["keras"], rtol=0, atol=RELATIVE_TOLERANCE * scale
+    )
+
+
+THREADS_SCRIPT = """
+import sys, numpy as np
+from edgel3.threads import configure_threads
+configure_threads(int(sys.argv[1]))
+from edgel3.numpy_runtime import NumpyRunner
+from threadpoolctl import threadpool_info
+windows = np.load(sys.argv[2])
+runner = NumpyRunner(sys.argv[3])
+first = runner.predict_on_batch(windows)
+again = runner.predict_on_batch(windows)
+assert np.array_equal(first, again), "not reproducible within a process"
+np.save(sys.argv[4], first)
+print(sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}))
+"""
+
+
+@pytest.mark.parametrize(("name", "sparsity"), [("sea-64", 0.0), ("sparse-ft-95.45", 0.9545)])
+def test_threads_reproducible_and_close_across_counts(name, sparsity, tmp_path, rng):
+    """Fixed thread count: bit-identical run to run; 1 vs 2 threads: within the tolerance.
+
+    Every BLAS library loaded (NumPy's and SciPy's OpenBLAS) runs the configured count.
+    """
+    _, path = random_weight_file(name, sparsity, tmp_path, rng)
+    sr = get_spec(name).sample_rate
+    windows = (rng.standard_normal((24, 1, sr)) * 0.1).astype(np.float32)
+    np.save(tmp_path / "windows.npy", windows)
+    results = {}
+    for threads in (1, 2, 2):
+        out = tmp_path / f"emb{threads}_{len(results)}.npy"
+        args = [str(threads), str(tmp_path / "windows.npy"), str(path), str(out)]
+        proc = subprocess.run(
+            [sys.executable, "-c", THREADS_SCRIPT, *args], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split("\n")[-2] == f"[{threads}]"
+        results.setdefault(threads, []).append(np.load(out))
+    np.testing.assert_array_equal(results[2][0], results[2][1])  # run to run, 2 threads
+    scale = float(np.abs(results[1][0]).max())
+    np.testing.assert_allclose(
+        results[1][0], results[2][0], rtol=0, atol=RELATIVE_TOLERANCE * scale
     )

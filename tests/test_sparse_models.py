@@ -58,7 +58,10 @@ def test_get_embedding_sparse_by_official_arguments(sparse_dir, monkeypatch, rng
     direct = models["edgel3_ft_audio_sparsity_95.45"].predict_on_batch(
         audio[None, None, :].astype(np.float32)
     )
-    np.testing.assert_array_equal(emb, direct)
+    # runtime='auto' runs a pruned legacy file with the NumPy runtime: the same network in
+    # float32, summed in another order (docs/runtime.rst: within 1e-5 of the scale).
+    scale = float(np.abs(direct).max())
+    np.testing.assert_allclose(emb, direct, rtol=0, atol=1e-5 * scale)
 
 
 def test_cli_sparse_kd(sparse_dir, monkeypatch, tmp_path, rng, capsys):
@@ -86,4 +89,7 @@ def test_cli_sparse_kd(sparse_dir, monkeypatch, tmp_path, rng, capsys):
     ref, _ = edgel3.get_embedding(
         stored, sr, model=models["edgel3_kd_audio_sparsity_87.0"], center=False, verbose=0
     )
-    np.testing.assert_array_equal(data["embedding"], ref)
+    # The CLI ('auto': the NumPy runtime for a pruned legacy file) vs the Keras model:
+    # the same float32 network summed in another order (docs/runtime.rst).
+    scale = float(np.abs(ref).max())
+    np.testing.assert_allclose(data["embedding"], ref, rtol=0, atol=1e-5 * scale)

@@ -12,7 +12,7 @@ from ..core import check_embedding_options
 from ..exceptions import OutputError, ParameterError
 from ..locks import DatasetLock
 from ..naming import output_paths
-from ..provenance import decide_output, input_facts, make_provenance
+from ..provenance import decide_output, header_windows, input_facts, make_provenance
 from ..reference import ModelReference, resolve_model
 from ..runs import FileResult
 from ..version import __version__
@@ -84,6 +84,9 @@ class Plan:
     manifest: ResultsManifest | None
     tag: str
     lock: DatasetLock | None = None
+    #: Windows of the files to do, from their headers (unreadable headers count 0):
+    #: what ``runtime='auto'`` decides on (:meth:`edgel3.reference.ModelReference.for_job`).
+    windows: int = 0
 
     def close(self) -> None:
         """Drop superseded Parquet rows, then release the dataset lock (if any)."""
@@ -320,7 +323,7 @@ def plan_run(
                 logger.info("removed %s, left by an interrupted run", removed)
             compact_dataset(output_dir)  # a run killed before compacting left old rows
         model_id = reference.model_id
-        todo, skipped = [], []
+        todo, skipped, windows = [], [], 0
         for index, (path, output) in enumerate(pairs):
             facts = input_facts(path)
             record = make_provenance(
@@ -339,11 +342,12 @@ def plan_run(
                 skipped.append((index, replace(result, note="up to date")))
             else:
                 todo.append((index, replace(task, reason=reason)))
+                windows += header_windows(facts, options.hop_size, options.center)
     except BaseException:
         if lock is not None:
             lock.release()
         raise
-    return Plan(todo, skipped, manifest, tag, lock)
+    return Plan(todo, skipped, manifest, tag, lock, windows)
 
 
 #: The model reference type of batch runs (formerly ``edgel3.batch.model_ref.ModelRef``).

@@ -239,7 +239,7 @@ def _run_plan(ray, plan, reference, options, errors, started, address, ray_init_
     done, failed = {}, {}
     if plan.todo:
         # Official weights are found here, once: actors do not see this process's environment.
-        reference = reference.located()
+        reference = reference.located().for_job(plan.windows)  # 'auto' decided for the run
         if not ray.is_initialized():
             ray.init(address=address, **(ray_init_kwargs or {}))
             started_ray = True

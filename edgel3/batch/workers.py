@@ -310,7 +310,8 @@ def _execute(
             output_dir, plan.manifest, reference.model_id, summary.run_id, plan.tag, files_per_part
         )
     if plan.todo:
-        reference = reference.located()  # official weights found once, before any worker starts
+        # Official weights found once, before any worker starts; 'auto' decided for the run.
+        reference = reference.located().for_job(plan.windows)
 
     from tqdm.auto import tqdm
 
