@@ -10,7 +10,11 @@ import re
 import h5py
 import numpy as np
 import pytest
+import scipy.fft
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from edgel3 import frontend, resample_kernel
 from edgel3 import resample as resample_module
@@ -499,6 +503,141 @@ def test_melspectrogram_rejects_wrong_window_shape(shape, config):
 def test_melspectrogram_rejects_wrong_filterbank():
     with pytest.raises(ParameterError, match=r"\(513, 64\)"):
         frontend.melspectrogram(np.zeros((1, 8000)), SEA_FRONTEND, filterbank=np.zeros((64, 513)))
+
+
+# ---------------------------------------------------------------------------
+# melspectrogram: bit for bit what the straightforward implementation gives
+# ---------------------------------------------------------------------------
+
+
+def _reference_melspectrogram(windows, config, filterbank=None):
+    """The straightforward edgel3 implementation the fast one replaced, verbatim.
+
+    Whole-chunk temporaries (frames * window, re² + im²) for up to 2**22 elements;
+    ``frontend.melspectrogram`` must give exactly its bits.
+    """
+    if filterbank is None:
+        fb = frontend.mel_filterbank(config)
+    else:
+        fb = np.asarray(filterbank, dtype=np.float32)
+    window = frontend.hann_window(config.n_dft)
+    pad_left, pad_right = config.same_padding
+    amin = np.float32(1e-10)
+    ten = np.float32(10.0)
+    ln10 = np.float32(np.log(10.0))
+    n_frames = config.n_frames
+    out = np.empty((windows.shape[0], config.n_mels, n_frames, 1), dtype=np.float32)
+    chunk = max(1, 2**22 // (n_frames * config.n_dft))
+    for start in range(0, windows.shape[0], chunk):
+        block = windows[start : start + chunk]
+        padded = np.zeros(
+            (block.shape[0], pad_left + config.frame_length + pad_right), dtype=np.float32
+        )
+        padded[:, pad_left : pad_left + config.frame_length] = block
+        frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_dft, axis=1)
+        frames = frames[:, :: config.n_hop]
+        spec = scipy.fft.rfft(frames * window, axis=-1, workers=-1)
+        power = spec.real * spec.real + spec.imag * spec.imag
+        amplitude = np.sqrt(power @ fb)
+        log_spec = ten * np.log(np.maximum(amplitude, amin)) / ln10
+        log_spec -= log_spec.max(axis=(1, 2), keepdims=True)
+        np.maximum(log_spec, np.float32(-80.0), out=log_spec)
+        out[start : start + block.shape[0], :, :, 0] = log_spec.transpose(0, 2, 1)
+    return out
+
+
+def _assert_same_bits(windows, config, blas_threads, filterbank=None):
+    """Fast and reference front ends agree exactly, with BLAS at ``blas_threads``.
+
+    The mel matmul's last bits depend on the BLAS thread count (its K blocking),
+    so both run under the same limit; ``None`` leaves the default (all cores).
+    """
+    with threadpool_limits(blas_threads, user_api="blas"):
+        expected = _reference_melspectrogram(windows, config, filterbank)
+        actual = frontend.melspectrogram(windows, config, filterbank=filterbank)
+    assert actual.shape == expected.shape and actual.dtype == np.float32
+    # array_equal, not allclose: not one bit may move. NaN never occurs here.
+    assert np.array_equal(actual, expected), float(np.max(np.abs(actual - expected)))
+
+
+@st.composite
+def _window_batches(draw, config, max_windows):
+    """Batches of noise (peak 1e-6 to 10), all-zero and single-sample windows."""
+    length = config.frame_length
+    n = draw(st.integers(0, max_windows))
+    kinds = draw(st.lists(st.sampled_from(["noise", "zero", "impulse"]), min_size=n, max_size=n))
+    log_gains = draw(st.lists(st.floats(-6.0, 1.0), min_size=n, max_size=n))
+    positions = draw(
+        st.lists(
+            st.one_of(st.sampled_from([0, length - 1]), st.integers(0, length - 1)),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    windows = np.zeros((n, length))
+    for row, kind, log_gain, position in zip(windows, kinds, log_gains, positions):
+        gain = 10.0**log_gain
+        if kind == "noise":
+            noise = rng.standard_normal(length)
+            row[:] = gain * noise / np.abs(noise).max()
+        elif kind == "impulse":
+            row[position] = gain * rng.choice([-1.0, 1.0])
+    return windows.astype(draw(st.sampled_from([np.float32, np.float64])))
+
+
+# Sizes reach past several groups of windows (81 at 8 kHz, 10 at 48 kHz) and blocks.
+_BIT_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.data_too_large])
+
+
+@pytest.mark.parametrize("blas_threads", [None, 1], ids=["blas-default", "blas-1"])
+@settings(_BIT_SETTINGS, max_examples=30)
+@given(windows=_window_batches(SEA_FRONTEND, max_windows=180))
+def test_melspectrogram_bits_sea(windows, blas_threads):
+    _assert_same_bits(windows, SEA_FRONTEND, blas_threads)
+
+
+@pytest.mark.parametrize("blas_threads", [None, 1], ids=["blas-default", "blas-1"])
+@settings(_BIT_SETTINGS, max_examples=12)
+@given(windows=_window_batches(SPARSE_FRONTEND, max_windows=23))
+def test_melspectrogram_bits_sparse(windows, blas_threads):
+    _assert_same_bits(windows, SPARSE_FRONTEND, blas_threads)
+
+
+@pytest.mark.parametrize("blas_threads", [None, 1], ids=["blas-default", "blas-1"])
+@pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["sea", "sparse"])
+def test_melspectrogram_bits_on_framed_audio(rng, config, blas_threads):
+    """frame_audio's read-only, overlapping float64 view, past a group boundary."""
+    seconds = 12 if config is SEA_FRONTEND else 4
+    audio = rng.standard_normal(seconds * config.sample_rate) * 0.1
+    windows = frontend.frame_audio(audio, config.sample_rate, hop_size=0.1, center=True)
+    assert not windows.flags.writeable and len(windows) > 2**22 // (config.n_frames * config.n_dft)
+    _assert_same_bits(windows, config, blas_threads)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [np.ascontiguousarray, np.asfortranarray, lambda fb: fb.astype(np.float64)],
+    ids=["c-order", "fortran-order", "float64"],
+)
+def test_melspectrogram_bits_with_given_filterbank(rng, layout):
+    """A filterbank passed in (e.g. read from a weight file) reaches BLAS as before."""
+    filterbank = layout(frontend.mel_filterbank(SEA_FRONTEND))
+    windows = _noise_windows(rng, 5, SEA_FRONTEND)
+    _assert_same_bits(windows, SEA_FRONTEND, None, filterbank=filterbank)
+
+
+@pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["sea", "sparse"])
+def test_melspectrogram_of_no_windows(config):
+    out = frontend.melspectrogram(np.zeros((0, config.frame_length)), config)
+    assert out.shape == (0, config.n_mels, config.n_frames, 1) and out.dtype == np.float32
+
+
+def test_melspectrogram_does_not_modify_its_input(rng):
+    windows = _noise_windows(rng, 3, SEA_FRONTEND).astype(np.float32)
+    before = windows.copy()
+    frontend.melspectrogram(windows, SEA_FRONTEND)
+    np.testing.assert_array_equal(windows, before)
 
 
 # Level-aware bounds (dB) for the chirp, whose low cells are float32 rounding
