@@ -12,14 +12,6 @@ used. The public API of 0.2.1 is kept (its module paths ``edgel3.models``,
 from __future__ import annotations
 
 import importlib
-import os
-
-# OpenBLAS threads busy-wait ~0.1 s after each call by default; on a small machine they then
-# take the cores from the FFT, numba and the next BLAS library (NumPy and SciPy each bundle
-# one): measured 1.5-2.6 s -> 0.09-0.18 s per 4-s clip with the NumPy runtime. Libraries
-# loaded after this line sleep at once instead (docs/runtime.rst); a value set by the user
-# wins.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from .exceptions import (
     AudioError,

@@ -227,17 +227,3 @@ def test_threads_reproducible_and_close_across_counts(name, sparsity, tmp_path, 
     np.testing.assert_allclose(
         results[1][0], results[2][0], rtol=0, atol=RELATIVE_TOLERANCE * scale
     )
-
-
-@pytest.mark.parametrize(("given", "expected"), [(None, "4"), ("12", "12")])
-def test_import_quiets_blas_threads_unless_the_user_chose(given, expected):
-    """OpenBLAS threads sleep at once (they spun against each other); a user's value wins."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    if given is not None:
-        env["OPENBLAS_THREAD_TIMEOUT"] = given
-    script = "import os, edgel3; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == expected
