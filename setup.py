@@ -30,6 +30,7 @@ setup(
         "h5py>=3.0",
         "pooch>=1.6",
         "tqdm>=4.60",
+        "threadpoolctl>=3",  # BLAS thread counts (edgel3.threads, edgel3.blas)
     ],
     extras_require={
         # One line per optional stack; "test" pulls in every stack the test suite exercises.

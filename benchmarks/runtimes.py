@@ -74,6 +74,20 @@ check_runtime({runtime!r}, 'tensorflow' in sys.modules)
 print(json.dumps(found))
 """
 
+PEAK = """
+import json, time, numpy as np
+from edgel3.blas import matmul_f32
+from edgel3.numpy_runtime import load_numpy_runner
+a = np.random.default_rng(0).standard_normal((2048, 2048)).astype('float32')
+matmul_f32(a, a)
+best = float('inf')
+for _ in range(5):
+    tick = time.perf_counter(); matmul_f32(a, a); best = min(best, time.perf_counter() - tick)
+runner = load_numpy_runner({model_file!r})
+rows = runner.executor.layer_rows()
+print(json.dumps({{'matmul_peak_gflops': 2 * 2048**3 / best / 1e9,
+                  'conv_mflop_per_window': 2 * sum(macs for _, _, macs in rows) / 1e6}}))
+"""
 
 # --------------------------------------------------------------------------- preconditions
 
@@ -303,6 +317,12 @@ def log(what: str, started: float) -> None:
     print(f"{time.perf_counter() - started:7.1f} s  {what}", file=sys.stderr, flush=True)
 
 
+def save_partial(results: dict, out) -> None:
+    """Write the results so far (a failing late case keeps the measured ones)."""
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sea-64")
@@ -314,6 +334,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="no ../shared: random SEA-64 weights, 16 windows, 0.2 min, one repeat",
     )
+    parser.add_argument(
+        "--sparse-minutes",
+        type=float,
+        default=2.0,
+        help="peak RSS of process_file with the pruned model on files of 1/4 and all of this",
+    )
     parser.add_argument("--out", help="write the results as JSON")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -322,9 +348,11 @@ def main(argv=None) -> int:
         if args.quick:
             args.model = random_weight_file(folder, "sea-64")
             args.minutes, args.windows, args.repeats = 0.2, 16, 1
+            args.sparse_minutes = 0.1
         results: dict = {"model": args.model, "minutes": args.minutes, "quick": args.quick}
         sparse = pruned_file(folder)
         log("model files", started)
+        save_partial(results, args.out)
         numpy_cold = COLD.format(model=args.model, runtime="numpy")
         for repeat in range(args.repeats):  # interleaved: numpy (empty cache, warm), keras
             numba, env = numba_compile_cost(numpy_cold, folder / f"numba-cache-{repeat}")
@@ -341,6 +369,7 @@ def main(argv=None) -> int:
                 best = results.setdefault(f"cold_{runtime}", {"s": case[0], "rss_mib": case[1]})
                 best["s"] = min(best["s"], case[0])
         log("cold and numba cases", started)
+        save_partial(results, args.out)
         long_file = folder / "long.wav"
         write_long_file(long_file, args.minutes)
         for runtime in RUNTIMES:
@@ -351,6 +380,16 @@ def main(argv=None) -> int:
             wall, rss, _ = timed(script, env)
             results[f"long_{runtime}"] = {"s": wall, "rss_mib": rss / 1024}
             log(f"long {runtime}", started)
+            save_partial(results, args.out)
+        for minutes in (args.sparse_minutes / 4, args.sparse_minutes):  # flat in length?
+            sparse_file = folder / f"sparse_{minutes:g}.wav"
+            write_long_file(sparse_file, minutes)
+            out = folder / f"long_sparse_{minutes:g}"
+            script = LONG.format(path=str(sparse_file), out=str(out), model=sparse, runtime="numpy")
+            wall, rss, _ = timed(script, env)
+            results[f"long_sparse95_numpy_{minutes:g}min"] = {"s": wall, "rss_mib": rss / 1024}
+            log(f"long sparse {minutes:g} min", started)
+            save_partial(results, args.out)
         for runtime in RUNTIMES:
             # Keras runs a pruned model through the sparse executor (edgel3.sparse).
             cases = [
@@ -362,6 +401,17 @@ def main(argv=None) -> int:
             for key, value in json.loads(out.strip().splitlines()[-1]).items():
                 results[f"warm_{key}_{runtime}"] = value
             log(f"warm {runtime}", started)
+            save_partial(results, args.out)
+        from edgel3.reference import resolve_model
+
+        model_file = resolve_model(args.model).legacy_file
+        _, _, out = timed(PEAK.format(model_file=model_file), env)
+        results.update(json.loads(out.strip().splitlines()[-1]))
+        conv_gflops = (
+            results["warm_dense_numpy"]["windows_per_s"] * results["conv_mflop_per_window"] / 1e3
+        )
+        results["numpy_conv_gflops_lower_bound"] = conv_gflops  # front end time included
+        results["numpy_share_of_matmul_peak"] = conv_gflops / results["matmul_peak_gflops"]
     results["seconds"] = time.perf_counter() - started
     cold = results["cold_keras"]["s"] / results["cold_numpy"]["s"]
     print(json.dumps(results, indent=1))

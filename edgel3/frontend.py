@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.fft
 
-from .blas import gemm_into
+from .blas import gemm_into, single_threaded
 from .checks import (
     as_mono,
     check_hop_size,
@@ -468,13 +468,15 @@ def melspectrogram(
         for first in range(0, count, block):
             part = batch[first : first + block]
             _stft_power(part, config, padded, windowed, power[first : first + part.shape[0]])
-        # One GEMM per group through SciPy's BLAS, the runtime's only BLAS (edgel3.blas).
-        gemm_into(
-            fb.T,
-            power[:count].reshape(-1, n_bins).T,
-            mel[:count].reshape(-1, n_mels).T,
-            accumulate=False,
-        )
+        # One GEMM per group through SciPy's BLAS, the runtime's only BLAS (edgel3.blas), on
+        # one thread: a small product, and no BLAS threads left spinning against numba's.
+        with single_threaded():
+            gemm_into(
+                fb.T,
+                power[:count].reshape(-1, n_bins).T,
+                mel[:count].reshape(-1, n_mels).T,
+                accumulate=False,
+            )
         _decibels(mel[:count], out[start : start + count, :, :, 0])
     return out
 

@@ -240,9 +240,13 @@ class SparseExecutor:
         self._buffers: dict[tuple, np.ndarray] = {}
         self._masks: dict[tuple, np.ndarray] = {}
 
+    def layer_rows(self) -> list[tuple[str, float, int]]:
+        """Name, density and dense MACs per window of each conv (as :func:`conv_densities`)."""
+        return folded_densities(self._convs, self._mel_config)
+
     def kept_fraction(self) -> float:
         """Share of the dense conv MACs the non-zero weights keep (as :func:`kept_fraction`)."""
-        return kept_share(folded_densities(self._convs, self._mel_config))
+        return kept_share(self.layer_rows())
 
     def matches(self, model) -> bool:
         """Whether ``model`` still holds the weights this executor was built from.
