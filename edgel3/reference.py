@@ -52,9 +52,10 @@ __all__ = [
 #: What a reference points at.
 KINDS = ("official", "bundled", "file", "object")
 #: ``runtime='auto'``: jobs of at most this many windows run a dense legacy model with NumPy
-#: in a process without TensorFlow (its start-up saving outweighs its slower windows; see
-#: ``benchmarks/runtimes.py`` and docs/runtime.rst).
-AUTO_NUMPY_MAX_WINDOWS = 2000
+#: in a process without TensorFlow. Measured (``benchmarks/runtimes.py``, SEA-64, 2 cores):
+#: NumPy starts ~4 s sooner and spends ~0.8 ms more per window, so it finishes first up to
+#: ~5,000 windows; 4,000 (6.7 min of audio at hop 0.1 s) keeps a margin.
+AUTO_NUMPY_MAX_WINDOWS = 4000
 #: File types a model may be loaded from.
 MODEL_FILE_SUFFIXES = (".h5", ".h5.gz", ".keras", ".tflite")
 

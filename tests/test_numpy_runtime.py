@@ -227,3 +227,21 @@ def test_threads_reproducible_and_close_across_counts(name, sparsity, tmp_path, 
     np.testing.assert_allclose(
         results[1][0], results[2][0], rtol=0, atol=RELATIVE_TOLERANCE * scale
     )
+
+
+def test_cli_runs_where_tensorflow_cannot_be_imported(tmp_path, rng):
+    """The small-board install (docs/runtime.rst): no TensorFlow or Keras at all."""
+    import soundfile as sf
+
+    _, path = random_weight_file("sea-64", 0.0, tmp_path, rng)
+    sf.write(tmp_path / "clip.wav", rng.standard_normal(44100 * 2) * 0.1, 44100)
+    script = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None; sys.modules['keras'] = None  # import fails\n"
+        "from edgel3.cli import main\n"
+        f"raise SystemExit(main([{str(tmp_path / 'clip.wav')!r}, '-o', {str(tmp_path)!r}, "
+        f"'--model', {str(path)!r}, '--runtime', 'numpy', '-q']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.load(tmp_path / "clip.npz")["embedding"].shape == (16, 64)
