@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sgemm", "gemm_into", "matmul_f32", "single_threaded"]
+__all__ = ["sgemm", "sgemm_address", "gemm_into", "matmul_f32", "single_threaded"]
 
 _SGEMM: list = []
+_SGEMM_ADDRESS: list = []
 _CONTROLLER: list = []
 
 
@@ -34,6 +35,29 @@ def sgemm():
 
         _SGEMM.append(found)
     return _SGEMM[0]
+
+
+def sgemm_address() -> int:
+    """The C address of SciPy's BLAS ``sgemm``, which numba code calls without the GIL.
+
+    SciPy's Python wrapper (:func:`sgemm`) holds the GIL during the product, so two
+    threads calling it take turns. The same OpenBLAS routine, reached through
+    :mod:`scipy.linalg.cython_blas`, runs in a ``nogil`` numba kernel
+    (:mod:`edgel3.dense_kernels`), one per thread.
+
+    Returns
+    -------
+    int
+        Address of the Fortran ``sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb,
+        beta, c, ldc)`` (every argument a pointer).
+    """
+    if not _SGEMM_ADDRESS:
+        from numba.extending import get_cython_function_address
+
+        sgemm()  # the same library as the Python wrapper (and threadpoolctl's view of it)
+        address = get_cython_function_address("scipy.linalg.cython_blas", "sgemm")
+        _SGEMM_ADDRESS.append(int(address))
+    return _SGEMM_ADDRESS[0]
 
 
 def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:

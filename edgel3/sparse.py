@@ -1,26 +1,28 @@
-"""Run pruned models without computing the zeros: sparse direct convolution.
+"""Run edgel3 bodies layer by layer outside TensorFlow: dense BLAS or sparse convs.
 
 The official sparse L3 models keep only 2-25 % of their conv weights (95.45 %
 plan, docs/compress.rst), yet a dense Conv2D multiplies every zero. This module
-executes such a model layer by layer outside the TensorFlow graph:
+executes a model layer by layer outside the TensorFlow graph (it is also the
+NumPy runtime's engine, :mod:`edgel3.numpy_runtime`):
 
 * the mel front end runs in the model's own :class:`~edgel3.layers.MelSpectrogram`
-  layer (the very op the dense path runs);
-* every 3x3 'same' conv works on a *flat padded* channels-first layout: each
-  window's map is zero-padded to ``(H + 2, W + 2)`` and the windows are stacked,
-  so the input a kernel tap ``(dh, dw)`` needs is the same flat array shifted by
-  ``dh * (W + 2) + dw``. A **sparse** conv then sums, for each output channel,
-  only its non-zero taps as shifted, contiguous, vectorised multiply-adds (a
-  direct sparse convolution, no im2col); a **dense** conv stacks the 9 shifted
-  views (im2col) and calls BLAS;
+  layer, or in :func:`edgel3.frontend.melspectrogram` for weights read without Keras;
+* every 3x3 'same' conv works on a *flat padded* layout: each window's map is
+  zero-padded to ``(H + 2, W + 2)`` and the windows are stacked, so the input a
+  kernel tap ``(dh, dw)`` needs is the same flat array shifted by
+  ``dh * (W + 2) + dw``. A **sparse** conv (channels first) sums, for each output
+  channel, only its non-zero taps as shifted, contiguous multiply-adds
+  (:mod:`edgel3.sparse_kernels`); a **dense** conv (positions x channels) is nine
+  in-place BLAS GEMMs per block of positions (:mod:`edgel3.dense_kernels`);
 * BatchNormalization (inference) and ReLU are folded into one per-channel
-  scale and shift after each conv, fused with the 2x2 max pooling.
+  scale and shift after each conv, then the 2x2 max pooling.
 
 Results equal the dense Keras model's within float32 rounding (only the
-summation order differs). Which of the two conv kernels each layer uses is
-measured once per layer on the first batch (``strategy='auto'``).
-:func:`sparse_executor` decides whether a model is worth running this way at
-all. numba is imported lazily; without numba, no sparse execution is offered.
+summation order differs). Which kernel each layer uses is a fixed rule
+(:data:`DENSE_ABOVE_DENSITY`). A model whose convs all run dense is executed one
+chunk of windows per thread, each on one BLAS thread, without the GIL.
+:func:`sparse_executor` decides whether a Keras model is worth running this way
+at all. numba is imported lazily.
 """
 
 from __future__ import annotations
@@ -32,8 +34,16 @@ import weakref
 
 import numpy as np
 
+from .dense_kernels import get_dense_kernels
 from .exceptions import ParameterError
-from .sparse_kernels import FoldedConv, PaddedLayout, dense_conv_rows, get_kernels, parse_model
+from .sparse_kernels import (
+    FoldedConv,
+    PaddedLayout,
+    folded_densities,
+    get_kernels,
+    kept_share,
+    parse_model,
+)
 
 __all__ = [
     "SparseExecutor",
@@ -109,33 +119,6 @@ def conv_densities(model) -> list[tuple[str, float, int]]:
     """
     mel, _, convs = parse_model(model)
     return folded_densities(convs, mel.config)
-
-
-def folded_densities(convs, mel_config) -> list[tuple[str, float, int]]:
-    """:func:`conv_densities` of parsed layers.
-
-    Parameters
-    ----------
-    convs : list of FoldedConv
-    mel_config : edgel3.specs.FrontendConfig
-
-    Returns
-    -------
-    list of (name, density, dense_macs)
-    """
-    height, width = mel_config.n_mels, mel_config.n_frames
-    rows = []
-    for conv in convs:
-        macs = height * width * conv.kernel.size
-        rows.append((conv.name, conv.density, int(macs)))
-        if conv.pool == "2x2":
-            height, width = height // 2, width // 2
-    return rows
-
-
-def kept_share(rows) -> float:
-    """``sum(density * macs) / sum(macs)`` of :func:`conv_densities` rows."""
-    return sum(d * macs for _, d, macs in rows) / sum(macs for _, _, macs in rows)
 
 
 # --------------------------------------------------------------------------- executor
@@ -328,12 +311,19 @@ class SparseExecutor:
         )
 
     def _conv_dense(self, conv, x, level, out, start, stop):
-        col = None
-        if x.shape[1] == 1:  # one input channel: one GEMM on nine shifted copies (K = 9)
-            col = self._buffer(("im2col", level.length), (stop - start, 9))
-        dense_conv_rows(conv, x, level, out, start, stop, self._mask(conv, level), col)
+        from .blas import sgemm_address
+        from .dense_kernels import BLOCK_BYTES, dense_parts
 
-    def _in_layout(self, x, channels: int, is_rows: bool, rows: bool, level: PaddedLayout):
+        taps, offset = dense_parts(conv)
+        c_in, c_out = taps.shape[1:]
+        block = max(256, BLOCK_BYTES // (4 * max(c_in, c_out)))
+        mask = self._mask(conv, level)
+        get_dense_kernels()["conv"](
+            sgemm_address(), taps, offset, bool(conv.relu), x, out, start, stop,
+            level.shifts(), mask, block,
+        )  # fmt: skip
+
+    def _in_layout(self, x, channels, is_rows, rows, level: PaddedLayout, slot: int = 0):
         """``x`` (``channels`` maps, rows layout if ``is_rows``) in the layout ``rows`` asks.
 
         Rows: ``(length, channels)``; channels-first: ``(channels, length)``.
@@ -343,12 +333,15 @@ class SparseExecutor:
         if is_rows == rows:
             return x
         shape = (level.length, channels) if rows else (channels, level.length)
-        buf = self._buffer(("layout", rows, level.height, channels), shape)
+        buf = self._buffer((slot, "layout", rows, level.height, channels), shape)
         np.copyto(buf, x.T)
         return buf
 
     def _buffer(self, key, shape) -> np.ndarray:
-        """A reused float32 work array (fresh pages cost more than the arithmetic)."""
+        """A reused float32 work array (fresh pages cost more than the arithmetic).
+
+        ``key[0]`` is the worker thread's slot: each thread has its own arrays.
+        """
         buf = self._buffers.get(key)
         if buf is None or buf.shape != shape:
             buf = np.zeros(shape, np.float32)  # guards stay zero: nothing writes there
@@ -384,19 +377,51 @@ class SparseExecutor:
         np.ndarray [shape=(b, emb_dim), dtype=float32]
         """
         batch = np.asarray(batch, np.float32)
-        out = np.empty((batch.shape[0], self._convs[-1].kernel.shape[-1]), np.float32)
-        step = self._windows_per_chunk(batch.shape[0])
-        for start in range(0, batch.shape[0], step):
-            # The mel layer per chunk too: its STFT temporaries are ~4x the audio.
-            mel = self._melspectrogram(batch[start : start + step])[..., 0]
-            out[start : start + step] = self._forward(mel)
+        n_windows = batch.shape[0]
+        out = np.empty((n_windows, self._convs[-1].kernel.shape[-1]), np.float32)
+        step = self._windows_per_chunk(n_windows)
+        starts = list(range(0, n_windows, step))
+        all_dense = all(conv.strategy == "dense" for conv in self._convs)
+        # numba's parallel sparse kernels use every core themselves: one thread then.
+        workers = self._workers(len(starts)) if all_dense else 1
+
+        def work(slot: int) -> None:
+            for start in starts[slot::workers]:
+                # The mel layer per chunk too: its STFT temporaries are ~4x the audio.
+                mel = self._melspectrogram(batch[start : start + step])[..., 0]
+                out[start : start + step] = self._forward(mel, slot)
+
+        if not all_dense:
+            work(0)
+            return out
+        from .blas import single_threaded
+
+        # One chunk per thread, each on one BLAS thread (the dense kernels release the
+        # GIL): every core busy in every step, and the same bits for any thread count.
+        with single_threaded():
+            if workers == 1:
+                work(0)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(work, range(workers)))
         return out
 
-    def _forward(self, mel: np.ndarray) -> np.ndarray:
-        kernels = get_kernels()
+    @staticmethod
+    def _workers(n_chunks: int) -> int:
+        """Threads for the dense path: numba's thread count (:mod:`edgel3.threads`)."""
+        import numba
+
+        return max(1, min(n_chunks, numba.get_num_threads()))
+
+    def _forward(self, mel: np.ndarray, slot: int = 0) -> np.ndarray:
+        strategies = {conv.strategy for conv in self._convs}
+        kernels = get_kernels() if "sparse" in strategies else {}
+        dense = get_dense_kernels() if "dense" in strategies else {}
         n_win = mel.shape[0]
         level = PaddedLayout(mel.shape[1], mel.shape[2], n_win)
-        x = self._buffer(("input",), (level.length, 1))  # one channel: both layouts
+        x = self._buffer((slot, "input"), (level.length, 1))  # one channel: both layouts
         scale, shift = self._input_affine
         interior = x[level.guard : level.length - level.guard, 0].reshape(
             n_win, level.height + 2, level.wp
@@ -407,10 +432,10 @@ class SparseExecutor:
             channels = conv.kernel.shape[-1]
             strategy = conv.strategy
             rows = strategy == "dense"
-            x = self._in_layout(x, conv.kernel.shape[2], is_rows, rows, level)
+            x = self._in_layout(x, conv.kernel.shape[2], is_rows, rows, level, slot)
             is_rows = rows
             shape = (level.length, channels) if rows else (channels, level.length)
-            out = self._buffer(("conv", rows, index % 2, level.height), shape)
+            out = self._buffer((slot, "conv", rows, index % 2, level.height), shape)
             start_stop = (level.guard, level.length - level.guard)
             if rows:
                 self._conv_dense(conv, x, level, out, *start_stop)
@@ -421,15 +446,15 @@ class SparseExecutor:
             if conv.pool == "global":
                 emb = np.empty((n_win, channels), np.float32)
                 if rows:
-                    kernels["global_max_rows"](out, level.guard, level.wp, *geometry, emb)
+                    dense["global_max"](out, level.guard, level.wp, *geometry, emb)
                 else:
                     kernels["global_max"](out, level.guard, level.wp, *geometry, emb)
                 return emb
             if conv.pool == "2x2":
                 nxt = PaddedLayout(level.height // 2, level.width // 2, n_win)
                 shape = (nxt.length, channels) if rows else (channels, nxt.length)
-                x = self._buffer(("pool", rows, nxt.height), shape)
-                pool = kernels["max_pool_rows" if rows else "max_pool"]
+                x = self._buffer((slot, "pool", rows, nxt.height), shape)
+                pool = dense["max_pool"] if rows else kernels["max_pool"]
                 pool(out, level.guard, level.wp, x, nxt.guard, nxt.wp, *geometry)
                 level = nxt
             else:

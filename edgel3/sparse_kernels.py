@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FoldedConv", "PaddedLayout", "get_kernels", "parse_model", "dense_conv_rows"]
+__all__ = [
+    "FoldedConv",
+    "PaddedLayout",
+    "folded_densities",
+    "get_kernels",
+    "kept_share",
+    "parse_model",
+]
 
 _KERNELS: dict[str, object] = {}
-#: Positions per work item of the rows-layout kernels (epilogue).
-_ROW_TILE = 1024
-#: Bytes of one block of the dense conv's output (or input) rows: L2-sized.
-_DENSE_BLOCK_BYTES = 4 * 2**20
 
 
 def get_kernels() -> dict[str, object]:
@@ -91,10 +94,6 @@ def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
     from numba import prange
 
     jit = numba.njit(parallel=True, cache=True, fastmath={"contract"})
-    # The rows-layout kernels run between BLAS calls: on one thread, so that numba's
-    # pool does not spin on the cores that BLAS's threads are about to use (measured:
-    # a parallel epilogue between GEMMs halved their rate on 2 cores).
-    serial = numba.njit(cache=True, fastmath={"contract"})
     zero = np.float32(0.0)
 
     @jit
@@ -208,143 +207,43 @@ def _build_kernels() -> dict[str, object]:  # pragma: no cover - compiled code
                 best = max(best, np.max(src[c, r : r + w]))
             out[b, c] = best
 
-    # ---- the rows layout (positions x channels) of the dense path: x[guard + ..., c]
-
-    @serial
-    def finish_rows(out, start, stop, offset, relu, mask, tile):
-        # out[p, c] = relu?(out[p, c] + offset[c]) * mask[p]: the folded BN/ReLU epilogue.
-        n_c = out.shape[1]
-        n_tiles = (stop - start + tile - 1) // tile
-        for t in range(n_tiles):
-            p0 = start + t * tile
-            p1 = min(p0 + tile, stop)
-            for p in range(p0, p1):
-                m = mask[p]
-                row = out[p]
-                if relu:
-                    for c in range(n_c):
-                        row[c] = max(row[c] + offset[c], zero) * m
-                else:
-                    for c in range(n_c):
-                        row[c] = (row[c] + offset[c]) * m
-
-    @serial
-    def max_pool_rows(src, guard_s, wp_s, dst, guard_d, wp_d, n_win, h, w):
-        # 2x2 max pooling (floor) of each window's interior, padding ring zeroed.
-        ho, wo = h // 2, w // 2
-        size_s = (h + 2) * wp_s
-        size_d = (ho + 2) * wp_d
-        n_c = src.shape[1]
-        for job in range(n_win * (ho + 2)):
-            b = job // (ho + 2)
-            r = job - b * (ho + 2)
-            base_d = guard_d + b * size_d + r * wp_d
-            if r == 0 or r == ho + 1:
-                dst[base_d : base_d + wp_d, :] = zero
-                continue
-            dst[base_d, :] = zero
-            dst[base_d + wp_d - 1, :] = zero
-            top = guard_s + b * size_s + (2 * r - 1) * wp_s + 1
-            bot = top + wp_s
-            for k in range(wo):
-                d = dst[base_d + k + 1]
-                a0 = src[top + 2 * k]
-                a1 = src[top + 2 * k + 1]
-                b0 = src[bot + 2 * k]
-                b1 = src[bot + 2 * k + 1]
-                for c in range(n_c):
-                    d[c] = max(max(a0[c], a1[c]), max(b0[c], b1[c]))
-
-    @serial
-    def global_max_rows(src, guard, wp, n_win, h, w, out):
-        # Embedding: the maximum of each window's whole (activated) map, per channel.
-        size = (h + 2) * wp
-        n_c = src.shape[1]
-        for b in range(n_win):
-            best = out[b]
-            best[:] = -np.inf
-            for row in range(1, h + 1):
-                r = guard + b * size + row * wp + 1
-                for q in range(w):
-                    s = src[r + q]
-                    for c in range(n_c):
-                        best[c] = max(best[c], s[c])
-
     return {
         "sparse_conv": sparse_conv,
         "max_pool": max_pool,
         "global_max": global_max,
-        "finish_rows": finish_rows,
-        "max_pool_rows": max_pool_rows,
-        "global_max_rows": global_max_rows,
     }
 
 
-# --------------------------------------------------------------------------- dense conv
+# --------------------------------------------------------------------------- model parsing
 
 
-def dense_parts(conv: FoldedConv) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel per tap ``(9, c_in, c_out)`` with the BN scale folded in, and the offset.
+def folded_densities(convs, mel_config) -> list[tuple[str, float, int]]:
+    """Name, non-zero fraction and dense multiply-adds per window of parsed convs.
 
-    ``scale * (conv(x, k) + bias) + offset = conv(x, scale * k) + (scale * bias + offset)``:
-    the epilogue after the GEMMs is then one add, the ReLU and the mask. Cached on ``conv``.
-    """
-    if conv.dense_taps is None:
-        kh, kw, c_in, c_out = conv.kernel.shape
-        taps = conv.kernel.astype(np.float64) * conv.scale
-        conv.dense_taps = np.ascontiguousarray(taps.reshape(kh * kw, c_in, c_out), np.float32)
-        offset = conv.bias.astype(np.float64) * conv.scale + conv.offset
-        conv.dense_offset = offset.astype(np.float32)
-    return conv.dense_taps, conv.dense_offset
-
-
-def dense_conv_rows(conv, x, level, out, start, stop, mask, col=None) -> None:
-    """A dense 3x3 conv on the rows layout: nine in-place BLAS GEMMs, no im2col.
-
-    ``x`` is ``(length, c_in)`` and ``out`` ``(length, c_out)`` (positions x
-    channels): the rows a tap needs are a contiguous slice of ``x``, which BLAS
-    reads in place as a Fortran matrix ``(c_in, n)``; each tap's GEMM
-    accumulates into the same output block (``beta=1``), which stays in cache
-    for the nine GEMMs and the epilogue (offset, ReLU, mask: one serial numba
-    pass, so that numba's pool does not spin against BLAS's threads).
+    (:func:`edgel3.sparse.conv_densities` of a Keras model.)
 
     Parameters
     ----------
-    conv : FoldedConv
-    x : np.ndarray [shape=(length, c_in), dtype=float32]
-    level : PaddedLayout
-    out : np.ndarray [shape=(length, c_out), dtype=float32]
-    start, stop : int
-        Positions to compute.
-    mask : np.ndarray [shape=(length,), dtype=float32]
-        0 on the padding ring (or all ones before a pool).
-    col : np.ndarray [shape=(stop - start, 9), dtype=float32], optional
-        Scratch for a one-channel input (required then): its nine shifted
-        copies, one GEMM with K = 9.
+    convs : list of FoldedConv
+    mel_config : edgel3.specs.FrontendConfig
+
+    Returns
+    -------
+    list of (name, density, dense_macs)
     """
-    from .blas import gemm_into
-
-    taps, offset = dense_parts(conv)
-    finish = get_kernels()["finish_rows"]
-    relu = bool(conv.relu)
-    shifts = level.shifts()
-    if x.shape[1] == 1:
-        for k, s in enumerate(shifts):
-            col[:, k] = x[start + s : stop + s, 0]
-        gemm_into(taps[:, 0, :].T, col.T, out[start:stop].T, accumulate=False)
-        finish(out, start, stop, offset, relu, mask, _ROW_TILE)
-        return
-    weights = [tap.T for tap in taps]  # (c_out, c_in), Fortran-contiguous
-    block = max(_ROW_TILE, _DENSE_BLOCK_BYTES // (4 * max(x.shape[1], out.shape[1])))
-    for p0 in range(start, stop, block):
-        p1 = min(p0 + block, stop)
-        target = out[p0:p1].T
-        for k, s in enumerate(shifts):
-            gemm_into(weights[k], x[p0 + s : p1 + s].T, target, accumulate=k > 0)
-        finish(out, p0, p1, offset, relu, mask, _ROW_TILE)
+    height, width = mel_config.n_mels, mel_config.n_frames
+    rows = []
+    for conv in convs:
+        macs = height * width * conv.kernel.size
+        rows.append((conv.name, conv.density, int(macs)))
+        if conv.pool == "2x2":
+            height, width = height // 2, width // 2
+    return rows
 
 
-# --------------------------------------------------------------------------- model parsing
+def kept_share(rows) -> float:
+    """``sum(density * macs) / sum(macs)`` of :func:`folded_densities` rows."""
+    return sum(d * macs for _, d, macs in rows) / sum(macs for _, _, macs in rows)
 
 
 @dataclass

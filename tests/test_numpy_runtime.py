@@ -204,9 +204,12 @@ print(sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"]
 
 @pytest.mark.parametrize(("name", "sparsity"), [("sea-64", 0.0), ("sparse-ft-95.45", 0.9545)])
 def test_threads_reproducible_and_close_across_counts(name, sparsity, tmp_path, rng):
-    """Fixed thread count: bit-identical run to run; 1 vs 2 threads: within the tolerance.
+    """Fixed thread count: bit-identical run to run; 1 vs 2 threads: see below.
 
     Every BLAS library loaded (NumPy's and SciPy's OpenBLAS) runs the configured count.
+    A dense model runs fixed chunks of windows, one per thread, each on one BLAS thread
+    (edgel3.sparse): the same bits for every thread count. A pruned model's parallel
+    numba kernels are only promised within the tolerance.
     """
     _, path = random_weight_file(name, sparsity, tmp_path, rng)
     sr = get_spec(name).sample_rate
@@ -224,9 +227,12 @@ def test_threads_reproducible_and_close_across_counts(name, sparsity, tmp_path, 
         results.setdefault(threads, []).append(np.load(out))
     np.testing.assert_array_equal(results[2][0], results[2][1])  # run to run, 2 threads
     scale = float(np.abs(results[1][0]).max())
-    np.testing.assert_allclose(
-        results[1][0], results[2][0], rtol=0, atol=RELATIVE_TOLERANCE * scale
-    )
+    for threads in (2,):
+        if sparsity == 0.0:
+            np.testing.assert_array_equal(results[1][0], results[threads][0])
+        np.testing.assert_allclose(
+            results[1][0], results[threads][0], rtol=0, atol=RELATIVE_TOLERANCE * scale
+        )
 
 
 def test_cli_runs_where_tensorflow_cannot_be_imported(tmp_path, rng):
