@@ -12,8 +12,8 @@ NumPy runtime's engine, :mod:`edgel3.numpy_runtime`):
   kernel tap ``(dh, dw)`` needs is the same flat array shifted by
   ``dh * (W + 2) + dw``. A **sparse** conv (channels first) sums, for each output
   channel, only its non-zero taps as shifted, contiguous multiply-adds
-  (:mod:`edgel3.sparse_kernels`); a **dense** conv (positions x channels) is nine
-  in-place BLAS GEMMs per block of positions (:mod:`edgel3.dense_kernels`);
+  (:mod:`edgel3.sparse_kernels`); a **dense** conv (positions x channels) is
+  Winograd F(2x2, 3x3) on BLAS GEMMs (:mod:`edgel3.dense_kernels`);
 * BatchNormalization (inference) and ReLU are folded into one per-channel
   scale and shift after each conv, then the 2x2 max pooling.
 
@@ -34,7 +34,7 @@ import weakref
 
 import numpy as np
 
-from .dense_kernels import get_dense_kernels
+from .dense_kernels import dense_conv, get_dense_kernels
 from .exceptions import ParameterError
 from .sparse_kernels import (
     FoldedConv,
@@ -204,6 +204,7 @@ class SparseExecutor:
         self._digest = None
         self._input_affine, self._convs = input_affine, convs
         self.strategy = strategy
+        self.winograd = True
         # The runner interface (edgel3.runners).
         self.sample_rate = int(mel_config.sample_rate)
         self.embedding_size = int(self._convs[-1].kernel.shape[-1])
@@ -311,17 +312,8 @@ class SparseExecutor:
         )
 
     def _conv_dense(self, conv, x, level, out, start, stop):
-        from .blas import sgemm_address
-        from .dense_kernels import BLOCK_BYTES, dense_parts
-
-        taps, offset = dense_parts(conv)
-        c_in, c_out = taps.shape[1:]
-        block = max(256, BLOCK_BYTES // (4 * max(c_in, c_out)))
         mask = self._mask(conv, level)
-        get_dense_kernels()["conv"](
-            sgemm_address(), taps, offset, bool(conv.relu), x, out, start, stop,
-            level.shifts(), mask, block,
-        )  # fmt: skip
+        dense_conv(conv, x, level, out, start, stop, mask, winograd=self.winograd)
 
     def _in_layout(self, x, channels, is_rows, rows, level: PaddedLayout, slot: int = 0):
         """``x`` (``channels`` maps, rows layout if ``is_rows``) in the layout ``rows`` asks.
@@ -510,7 +502,7 @@ def sparse_executor(model, *, mode: str | None = None) -> SparseExecutor | None:
     ``mode='auto'`` (the default, or ``$EDGEL3_SPARSE_EXEC``) picks sparse
     execution for supported models whose convs keep at most
     :data:`MODEL_DENSITY_THRESHOLD` of their multiply-adds (pruned models);
-    each layer then still picks its faster kernel on the first batch.
+    each layer then runs sparse or dense by :data:`DENSE_ABOVE_DENSITY`.
     ``'sparse'`` uses it for any supported model (every layer sparse),
     ``'dense'`` never. An executor is cached per model and rebuilt when the
     model's weights change (checked on every call of this function).

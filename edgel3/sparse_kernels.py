@@ -266,6 +266,7 @@ class FoldedConv:
     sparse_args: dict = field(default_factory=dict)  # per-width CSR taps
     dense_taps: np.ndarray | None = None  # (9, c_in, c_out), BN scale folded in
     dense_offset: np.ndarray | None = None  # (c_out,) bias and BN shift folded
+    winograd: np.ndarray | None = None  # (16, c_in, c_out): G g G^T, BN scale folded
     scale32: np.ndarray | None = None
     offset32: np.ndarray | None = None
 
