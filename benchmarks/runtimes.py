@@ -10,6 +10,11 @@ runtimes interleaved, best of ``--repeats``:
 * long: peak RSS and wall time of ``process_file`` on a ``--minutes`` 44.1 kHz file;
 * warm windows/s on ``--windows`` windows already at the model's rate (the model
   loaded and called once first), for ``M`` and the sparse 95.45 % layout.
+* matmul peak: a 2048x2048 float32 GEMM through :mod:`edgel3.blas`; the NumPy
+  runtime's conv rate is ``windows/s x`` the direct convolution's FLOPs per window
+  (front end time included, so a lower bound). Its dense convs run as Winograd
+  F(2x2, 3x3), 2.25x fewer multiplications than the direct form: the rate is an
+  *effective* one (what a direct convolution would need to run at to be as fast).
 
 Preconditions are checked in every case (:func:`check_runtime`, :func:`check_runner`,
 :func:`check_pruned`, :func:`check_outputs`; a failure stops the run): the runtime

@@ -143,6 +143,9 @@ class SparseExecutor:
     ----------
     layer_strategies_ : dict
         Layer name -> ``'sparse'`` or ``'dense'``, filled by the first call.
+    winograd : bool
+        Dense convs of a model whose convs all run dense as Winograd F(2x2, 3x3)
+        (default; :mod:`edgel3.dense_kernels`), else nine GEMMs, one per tap.
 
     Raises
     ------
@@ -313,7 +316,13 @@ class SparseExecutor:
 
     def _conv_dense(self, conv, x, level, out, start, stop):
         mask = self._mask(conv, level)
-        dense_conv(conv, x, level, out, start, stop, mask, winograd=self.winograd)
+        # Winograd's small GEMMs (128 tiles) suit one BLAS thread per chunk (all-dense
+        # models); between parallel sparse layers, BLAS's threads get large blocks.
+        winograd = self.winograd and self._all_dense()
+        dense_conv(conv, x, level, out, start, stop, mask, winograd=winograd)
+
+    def _all_dense(self) -> bool:
+        return all(conv.strategy == "dense" for conv in self._convs)
 
     def _in_layout(self, x, channels, is_rows, rows, level: PaddedLayout, slot: int = 0):
         """``x`` (``channels`` maps, rows layout if ``is_rows``) in the layout ``rows`` asks.
@@ -373,7 +382,7 @@ class SparseExecutor:
         out = np.empty((n_windows, self._convs[-1].kernel.shape[-1]), np.float32)
         step = self._windows_per_chunk(n_windows)
         starts = list(range(0, n_windows, step))
-        all_dense = all(conv.strategy == "dense" for conv in self._convs)
+        all_dense = self._all_dense()
         # numba's parallel sparse kernels use every core themselves: one thread then.
         workers = self._workers(len(starts)) if all_dense else 1
 
