@@ -1,28 +1,21 @@
 """Run edgel3 bodies layer by layer outside TensorFlow: dense BLAS or sparse convs.
 
-The official sparse L3 models keep only 2-25 % of their conv weights (95.45 %
-plan, docs/compress.rst), yet a dense Conv2D multiplies every zero. This module
-executes a model layer by layer outside the TensorFlow graph (it is also the
-NumPy runtime's engine, :mod:`edgel3.numpy_runtime`):
+The NumPy runtime's engine (:mod:`edgel3.numpy_runtime`), and the way pruned Keras
+models skip their zeros (a dense Conv2D multiplies every one):
 
-* the mel front end runs in the model's own :class:`~edgel3.layers.MelSpectrogram`
-  layer, or in :func:`edgel3.frontend.melspectrogram` for weights read without Keras;
-* every 3x3 'same' conv works on a *flat padded* layout: each window's map is
-  zero-padded to ``(H + 2, W + 2)`` and the windows are stacked, so the input a
-  kernel tap ``(dh, dw)`` needs is the same flat array shifted by
-  ``dh * (W + 2) + dw``. A **sparse** conv (channels first) sums, for each output
-  channel, only its non-zero taps as shifted, contiguous multiply-adds
-  (:mod:`edgel3.sparse_kernels`); a **dense** conv (positions x channels) is
-  Winograd F(2x2, 3x3) on BLAS GEMMs (:mod:`edgel3.dense_kernels`);
-* BatchNormalization (inference) and ReLU are folded into one per-channel
-  scale and shift after each conv, then the 2x2 max pooling.
+* the mel front end: the model's own :class:`~edgel3.layers.MelSpectrogram` layer,
+  or :func:`edgel3.frontend.melspectrogram` for weights read without Keras;
+* each 3x3 'same' conv on a *flat padded* layout (each window's map zero-padded to
+  ``(H + 2, W + 2)``, windows stacked: tap ``(dh, dw)`` reads the array shifted by
+  ``dh * (W + 2) + dw``): **sparse** (channels first, only the non-zero taps,
+  :mod:`edgel3.sparse_kernels`) or **dense** (positions x channels, Winograd
+  F(2x2, 3x3) on BLAS GEMMs, :mod:`edgel3.dense_kernels`), by a fixed rule
+  (:data:`DENSE_ABOVE_DENSITY`); BN and ReLU folded in, then the max pooling.
 
-Results equal the dense Keras model's within float32 rounding (only the
-summation order differs). Which kernel each layer uses is a fixed rule
-(:data:`DENSE_ABOVE_DENSITY`). A model whose convs all run dense is executed one
-chunk of windows per thread, each on one BLAS thread, without the GIL.
-:func:`sparse_executor` decides whether a Keras model is worth running this way
-at all. numba is imported lazily.
+Results equal the Keras model's within float32 rounding (sums in another order).
+A model whose convs all run dense runs one chunk of windows per thread, each on
+one BLAS thread, without the GIL. :func:`sparse_executor` decides whether a Keras
+model is worth running this way. numba is imported lazily.
 """
 
 from __future__ import annotations
@@ -403,10 +396,7 @@ class SparseExecutor:
             if workers == 1:
                 work(0)
             else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(work, range(workers)))
+                list(_thread_pool(workers).map(work, range(workers)))
         return out
 
     @staticmethod
@@ -465,6 +455,19 @@ class SparseExecutor:
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         """Alias of calling the executor (Keras-like)."""
         return self(batch)
+
+
+_POOLS: dict[tuple[int, int], object] = {}
+
+
+def _thread_pool(workers: int):
+    """A pool kept per process (a thread costs ~1 ms to start); a forked child's own."""
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="edgel3-dense")
+    return _POOLS[key]
 
 
 def _weights_digest(model) -> bytes:
