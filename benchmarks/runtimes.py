@@ -409,7 +409,7 @@ def main(argv=None) -> int:
             save_partial(results, args.out)
         from edgel3.reference import resolve_model
 
-        model_file = resolve_model(args.model).legacy_file
+        model_file = resolve_model(args.model).numpy_file
         _, _, out = timed(PEAK.format(model_file=model_file), env)
         results.update(json.loads(out.strip().splitlines()[-1]))
         conv_gflops = (

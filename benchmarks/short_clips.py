@@ -302,7 +302,7 @@ def profile_clips(files, model, output_dir) -> dict:
     reference = resolve_model(model).with_runtime("numpy")
     runner = reference.runner()
     check_runner(runner, "NumpyRunner")
-    _, filterbank, _, _ = parse_legacy(read_legacy_h5(reference.legacy_file))
+    _, filterbank, _, _ = parse_legacy(read_legacy_h5(reference.numpy_file))
     config = runner.spec.frontend
     staged, whole = Path(output_dir, "staged"), Path(output_dir, "whole")
     options = dict(model=model, runtime="numpy", verbose=False)

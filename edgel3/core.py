@@ -139,9 +139,10 @@ def get_embedding(
         max 4.6, for values up to 40; see ``docs/performance.rst``).
     runtime : {'auto', 'numpy', 'keras'}
         What runs the model: ``'numpy'`` the TensorFlow-free runtime
-        (:mod:`edgel3.numpy_runtime`; legacy weight files, i.e. every official
-        model), ``'keras'`` TensorFlow; ``'auto'`` (default) is Keras for now (the
-        runtime starts faster but runs slower, ``docs/runtime.rst``).
+        (:mod:`edgel3.numpy_runtime`: ``.h5``/``.h5.gz`` weight files, i.e. every
+        official model, and ``.keras`` files such as the bundled ``tiny``),
+        ``'keras'`` TensorFlow; ``'auto'`` (default) the one that finishes sooner
+        (NumPy for every official model; ``docs/runtime.rst``).
 
     Returns
     -------

@@ -1,6 +1,10 @@
-"""The NumPy runtime: every legacy edgel3 weight file run without TensorFlow or Keras.
+"""The NumPy runtime: edgel3 model files run without TensorFlow or Keras.
 
-A weight file (``.h5`` / ``.h5.gz``: the 20 official models, and user files of
+Files it reads (:func:`file_kind`): legacy weight files (``.h5``/``.h5.gz``,
+every official model) and Keras 3 ``.keras`` files of the edgel3 families
+(the bundled ``tiny``, SEA / sparse L3 bodies saved by Keras, pruned or not).
+
+A legacy weight file (``.h5`` / ``.h5.gz``: the 20 official models, and user files of
 the same family) is read with h5py (:mod:`edgel3.legacy_h5`) and executed by
 :class:`edgel3.sparse.SparseExecutor` built from its arrays: the NumPy kapre
 front end (:func:`edgel3.frontend.melspectrogram`), the input BatchNorm as an
@@ -10,9 +14,16 @@ numba sparse kernel (pruned layers, chosen per layer), 2x2 and global max
 pools. Results equal the Keras model's within float32 rounding (only the
 summation order differs; see ``docs/runtime.rst``).
 
-It is a runner (:mod:`edgel3.runners`): ``sample_rate``, ``embedding_size``,
-``predict_on_batch``. :meth:`edgel3.reference.ModelReference.runner` picks it
-by default for legacy weight files (``runtime='auto'``); ``runtime='keras'``
+A ``.keras`` file is read with :mod:`zipfile` and h5py
+(:mod:`edgel3.keras_file`): a SEA / sparse L3 body runs on the same
+:class:`edgel3.sparse.SparseExecutor` (:meth:`NumpyRunner.from_keras_file`),
+any other supported chain (``tiny``: depthwise-separable convs, Dense) on
+:class:`edgel3.keras_runner.KerasFileRunner`.
+
+Both are runners (:mod:`edgel3.runners`): ``sample_rate``, ``embedding_size``,
+``predict_on_batch``. :meth:`edgel3.reference.ModelReference.runner` picks the
+runtime (``runtime='auto'``, see
+:meth:`edgel3.reference.ModelReference.uses_numpy`); ``runtime='keras'``
 keeps the TensorFlow path.
 """
 
@@ -30,8 +41,10 @@ __all__ = [
     "load_numpy_runner",
     "RUNTIMES",
     "supports_file",
+    "file_kind",
+    "runs_on_executor",
+    "keras_file_sizes",
     "parse_legacy",
-    "kept_fraction_of_file",
 ]
 
 #: Values of ``runtime=`` / ``--runtime``.
@@ -40,9 +53,71 @@ RUNTIMES = ("auto", "numpy", "keras")
 BN_EPSILON = 1e-3
 
 
+def file_kind(path) -> str | None:
+    """What kind of model file ``path`` is for the NumPy runtime, by its name (nothing read).
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    {'legacy', 'keras'} or None
+        ``'legacy'`` for ``.h5``/``.h5.gz`` weight files, ``'keras'`` for Keras 3
+        ``.keras`` files, None for anything else (``.tflite``...).
+    """
+    name = str(path)
+    if name.endswith((".h5", ".h5.gz")):
+        return "legacy"
+    if name.endswith(".keras"):
+        return "keras"
+    return None
+
+
+def keras_file_sizes(path) -> tuple[int, int]:
+    """A ``.keras`` file's sample rate and embedding size, from its ``config.json`` (no Keras).
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    (int, int)
+        ``(sample_rate, embedding_size)``.
+
+    Raises
+    ------
+    WeightsError
+        If the NumPy runtime cannot run the file (the message names the layer).
+    """
+    from .keras_file import plan_keras_file
+
+    frontend, planned, _ = plan_keras_file(path)
+    return frontend.sample_rate, int(planned[-1].out_shape[0])
+
+
 def supports_file(path) -> bool:
-    """Whether the NumPy runtime reads ``path`` (a legacy ``.h5``/``.h5.gz`` weight file)."""
-    return str(path).endswith((".h5", ".h5.gz"))
+    """Whether the NumPy runtime runs ``path``.
+
+    Legacy weight files are judged by name; a ``.keras`` file by its
+    ``config.json`` (read, weights not: see
+    :func:`edgel3.keras_file.supports_keras_file`).
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    bool
+    """
+    kind = file_kind(path)
+    if kind == "keras":
+        from .keras_file import supports_keras_file
+
+        return supports_keras_file(path)
+    return kind == "legacy"
 
 
 def _by_suffix(names: list[str], arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -132,7 +207,8 @@ class NumpyRunner:
     ----------
     sample_rate : int
     embedding_size : int
-    spec : ModelSpec
+    spec : ModelSpec or None
+        None for a .keras body (:meth:`from_keras_file`).
     path : pathlib.Path
     executor : edgel3.sparse.SparseExecutor
 
@@ -156,19 +232,52 @@ class NumpyRunner:
         self.embedding_size = self.executor.embedding_size
         self.name = self.spec.name
 
+    @classmethod
+    def from_keras_file(cls, runner, *, strategy: str = "auto") -> NumpyRunner | None:
+        """The SEA / sparse L3 body of a ``.keras`` file on the sparse executor.
+
+        Parameters
+        ----------
+        runner : edgel3.keras_runner.KerasFileRunner
+            The file, planned and compiled.
+        strategy : {'auto', 'sparse', 'dense'}
+
+        Returns
+        -------
+        NumpyRunner or None
+            None when the file is not such a body
+            (:meth:`edgel3.keras_runner.KerasFileRunner.executor_parts`); ``spec``
+            is None (a ``.keras`` file has no official spec).
+        """
+        from .sparse import SparseExecutor
+
+        parts = runner.executor_parts()
+        if parts is None:
+            return None
+        self = cls.__new__(cls)
+        self.path, self.spec, self.name = runner.path, None, runner.name
+        self.executor = SparseExecutor.from_parts(*parts, strategy=strategy)
+        self.sample_rate = self.executor.sample_rate
+        self.embedding_size = self.executor.embedding_size
+        return self
+
     def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
         """Embed windows ``(n, 1, sr)`` or ``(n, sr)``: ``(n, embedding_size)`` float32."""
         return self.executor(windows)
 
     def __repr__(self) -> str:
-        return f"NumpyRunner({self.spec.name!r})"
+        return f"NumpyRunner({self.name!r})"
 
 
-def load_numpy_runner(path: str | os.PathLike) -> NumpyRunner:
-    """The NumPy runner of a legacy weight file, verified and cached per process.
+def load_numpy_runner(path: str | os.PathLike):
+    """The NumPy runner of a model file, by its kind, verified and cached per process.
 
-    A file named like an official one must be that file (its hash is checked,
-    once per file, as :func:`edgel3.loading.load_model_file` does).
+    * a legacy weight file: :class:`NumpyRunner`; a file named like an official
+      one must be that file (its hash is checked, once per file, as
+      :func:`edgel3.loading.load_model_file` does);
+    * a ``.keras`` file: its SEA / sparse L3 body on the sparse executor
+      (:meth:`NumpyRunner.from_keras_file`), else the
+      :class:`edgel3.keras_runner.KerasFileRunner` itself (``tiny``...).
 
     Parameters
     ----------
@@ -176,11 +285,13 @@ def load_numpy_runner(path: str | os.PathLike) -> NumpyRunner:
 
     Returns
     -------
-    NumpyRunner
+    NumpyRunner or edgel3.keras_runner.KerasFileRunner
 
     Raises
     ------
     WeightsError
+        A missing file, another kind of file, or a ``.keras`` file with a layer
+        the runtime does not run (the message names the layer).
     """
     from .loading import cached
     from .weights import official_spec_of, verify_weights
@@ -188,17 +299,29 @@ def load_numpy_runner(path: str | os.PathLike) -> NumpyRunner:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise WeightsError(f'Model file "{path}" could not be found.')
+    kind = file_kind(path)
+    key = ("numpy", str(path), path.stat().st_mtime_ns)
+    if kind == "keras":
+        from .keras_runner import load_keras_file_runner
+
+        def build():
+            runner = load_keras_file_runner(path)
+            return NumpyRunner.from_keras_file(runner) or runner
+
+        return cached(key, build)
+    if kind != "legacy":
+        raise WeightsError(
+            f"{path}: the NumPy runtime runs .h5/.h5.gz weight files and .keras files; "
+            "use runtime='keras'."
+        )
     official = official_spec_of(path)
     if official is not None:
         verify_weights(path, official)
-    key = ("numpy", str(path), path.stat().st_mtime_ns)
     return cached(key, lambda: NumpyRunner(path))
 
 
-def kept_fraction_of_file(path) -> float:
-    """Share of a legacy file's dense conv multiply-adds its non-zero weights keep.
-
-    Read with h5py (no TensorFlow), cached per file like the runner.
+def runs_on_executor(path) -> bool:
+    """Whether the NumPy runner of ``path`` is the sparse executor (a SEA / sparse L3 body).
 
     Parameters
     ----------
@@ -206,7 +329,8 @@ def kept_fraction_of_file(path) -> float:
 
     Returns
     -------
-    float
-        1.0 for a dense model; about 0.11 for the 95.45 % plan.
+    bool
+        True for every legacy weight file and for ``.keras`` SEA / sparse L3
+        bodies; False for other ``.keras`` chains (``tiny``).
     """
-    return load_numpy_runner(path).executor.kept_fraction()
+    return isinstance(load_numpy_runner(path), NumpyRunner)

@@ -27,16 +27,13 @@ worker processes and Ray actors load the model themselves.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from .exceptions import ParameterError, WeightsError
+from .model_identity import file_identity, keras_digest
 from .runners import is_keras_model, is_runner, model_sample_rate, select_runner
 from .specs import ALIASES, REGISTRY, get_spec, resolve_spec
 
@@ -47,15 +44,18 @@ __all__ = [
     "KINDS",
     "MODEL_FILE_SUFFIXES",
     "AUTO_NUMPY_MAX_WINDOWS",
+    "tensorflow_available",
 ]
 
 #: What a reference points at.
 KINDS = ("official", "bundled", "file", "object")
-#: ``runtime='auto'``: jobs of at most this many windows run a dense legacy model with NumPy
-#: in a process without TensorFlow. Measured (``benchmarks/runtimes.py``, SEA-64, 2 cores):
-#: NumPy starts ~4 s sooner and spends ~0.8 ms more per window, so it finishes first up to
-#: ~5,000 windows; 4,000 (6.7 min of audio at hop 0.1 s) keeps a margin.
-AUTO_NUMPY_MAX_WINDOWS = 4000
+#: ``runtime='auto'``: jobs of at most this many windows run a ``.keras`` chain off the
+#: sparse executor (the bundled ``tiny``) with NumPy, in a process without TensorFlow.
+#: Measured (tiny; cold get_embedding, warm 512-window batches; 2 busy cores): NumPy starts
+#: 4.7 s sooner (cold get_embedding 0.83 vs 5.51 s) and spends 0.21 ms more per window
+#: (1,819 vs 2,924 windows/s), so it finishes first up to ~22,500 windows; 20,000 (33 min of
+#: audio at hop 0.1 s) keeps a margin. Models on the executor run with NumPy at any size.
+AUTO_NUMPY_MAX_WINDOWS = 20000
 #: File types a model may be loaded from.
 MODEL_FILE_SUFFIXES = (".h5", ".h5.gz", ".keras", ".tflite")
 
@@ -74,7 +74,7 @@ class ModelReference:
         For official models: the weight file located by :meth:`located`
         (passed to workers, whose environment may differ).
     runtime : {'auto', 'numpy', 'keras'}
-        What runs a legacy weight file (see :meth:`uses_numpy`).
+        What runs a model file (see :meth:`uses_numpy`).
     """
 
     kind: str
@@ -118,14 +118,14 @@ class ModelReference:
         if self.kind == "official":
             return self.source
         if self.path is not None:
-            return _file_identity(self.path, bundled=self.kind == "bundled")
+            return file_identity(self.path, bundled=self.kind == "bundled")
         model = self.source
         if getattr(model, "model_id", None):
             return str(model.model_id)
         if getattr(model, "path", None) is not None and Path(model.path).is_file():
-            return _file_identity(Path(model.path))
+            return file_identity(Path(model.path))
         if is_keras_model(model):
-            return f"{getattr(model, 'name', 'model')}@{_keras_digest(model)[:12]}"
+            return f"{getattr(model, 'name', 'model')}@{keras_digest(model)[:12]}"
         return f"{type(model).__name__}@{id(model):x}"
 
     @property
@@ -171,6 +171,10 @@ class ModelReference:
             from .legacy_h5 import infer_spec, read_legacy_h5
 
             return infer_spec(read_legacy_h5(path)).sample_rate
+        if self.runs_on_numpy:  # a .keras file: its config.json (no Keras)
+            from .numpy_runtime import keras_file_sizes
+
+            return keras_file_sizes(path)[0]
         return model_sample_rate(self.load())
 
     @functools.cached_property
@@ -178,6 +182,10 @@ class ModelReference:
         """Values per embedding."""
         if self.kind == "official":
             return self.spec.emb_dim
+        if self.runs_on_numpy and not self.is_legacy:  # a .keras file: its config.json
+            from .numpy_runtime import keras_file_sizes
+
+            return keras_file_sizes(self.path)[1]
         model = self.load()
         if is_keras_model(model):
             return int(model.output_shape[-1])
@@ -227,19 +235,28 @@ class ModelReference:
         Raises
         ------
         ParameterError
-            An unknown runtime, or ``'numpy'`` for a model that is not a legacy
-            weight file (``.h5``/``.h5.gz``, every official model).
+            An unknown runtime, or ``'numpy'`` for a model that is not a file
+            the NumPy runtime reads (a loaded ``keras.Model`` or runner, a
+            ``.tflite`` file).
+        WeightsError
+            ``'numpy'`` for a ``.keras`` file with a layer the NumPy runtime
+            does not run (the message names the layer; ``config.json`` is read).
         """
         from .checks import check_choice
-        from .numpy_runtime import RUNTIMES
+        from .numpy_runtime import RUNTIMES, file_kind, keras_file_sizes
 
         runtime = check_choice(runtime, RUNTIMES, "runtime")
         reference = replace(self, runtime=runtime)
-        if runtime == "numpy" and not reference.is_legacy:
+        readable = self.is_legacy or (self.path is not None and file_kind(self.path))
+        if runtime == "numpy" and not readable:  # nothing read, nothing downloaded
             raise ParameterError(
-                f"runtime='numpy' runs legacy weight files (.h5/.h5.gz: every official model); "
-                f"model {self.name!r} is not one (use runtime='keras' or 'auto')."
+                "runtime='numpy' runs .h5/.h5.gz weight files (every official model) and .keras "
+                f"files (the bundled 'tiny'); model {self.name!r} is "
+                f"{'a loaded object' if self.kind == 'object' else 'neither'} "
+                "(use runtime='keras' or 'auto')."
             )
+        if runtime == "numpy" and not self.is_legacy:
+            keras_file_sizes(self.path)  # raises WeightsError naming an unsupported layer
         return reference
 
     @property
@@ -250,15 +267,24 @@ class ModelReference:
         return self.path is not None and str(self.path).endswith((".h5", ".h5.gz"))
 
     @property
-    def legacy_file(self) -> str | None:
-        """The legacy weight file the NumPy runtime would read (located), else None."""
-        from .numpy_runtime import supports_file
+    def numpy_file(self) -> str | None:
+        """The file the NumPy runtime would read (official: located; ``.h5``/``.h5.gz``/``.keras``).
+
+        None for ``.tflite`` files and loaded objects; nothing is read but an
+        official file's location (see :func:`edgel3.numpy_runtime.file_kind`).
+        """
+        from .numpy_runtime import file_kind
 
         if self.kind == "official":
             return self.located().weights
-        if self.path is not None and supports_file(self.path):
-            return str(self.path)
-        return None
+        return str(self.path) if self.path and file_kind(self.path) else None
+
+    @functools.cached_property
+    def runs_on_numpy(self) -> bool:
+        """Whether the NumPy runtime runs the model (a ``.keras`` file's config.json is read)."""
+        from .numpy_runtime import supports_file
+
+        return self.is_legacy or (self.path is not None and supports_file(self.path))
 
     def uses_numpy(self, n_windows: int | None = None) -> bool:
         """Whether :meth:`runner` gives the NumPy runtime (:mod:`edgel3.numpy_runtime`).
@@ -267,15 +293,18 @@ class ModelReference:
         finishes the job sooner (``benchmarks/runtimes.py``, docs/runtime.rst), a
         fixed rule of the model and the job:
 
-        * a pruned legacy file (its convs keep at most
-          :data:`edgel3.sparse.MODEL_DENSITY_THRESHOLD` of their multiply-adds):
-          NumPy -- Keras would run the same sparse kernels, after importing
-          TensorFlow;
-        * a dense legacy file (SEA): NumPy for jobs of at most
-          :data:`AUTO_NUMPY_MAX_WINDOWS` windows in a process that has not
-          imported TensorFlow (it starts seconds sooner), Keras otherwise (more
-          windows per second);
-        * anything else (``.keras``/``.tflite`` files, loaded models): not NumPy.
+        * a model the sparse executor runs (every legacy ``.h5``/``.h5.gz`` file, so
+          every official model, and ``.keras`` files of SEA / sparse L3 bodies):
+          NumPy, whatever the job -- it starts seconds sooner and runs more
+          windows per second than Keras (SEA-64 1.2x; a pruned model runs the
+          same sparse kernels either way);
+        * another ``.keras`` chain the NumPy runtime runs (the bundled ``tiny``):
+          NumPy for jobs of at most :data:`AUTO_NUMPY_MAX_WINDOWS` windows in a
+          process that has not imported TensorFlow (it starts seconds sooner),
+          Keras otherwise (more windows per second) -- unless TensorFlow cannot be
+          imported (a small board's install): NumPy then;
+        * anything else (``.tflite`` files, ``.keras`` files with other layers,
+          loaded models): not NumPy.
 
         Parameters
         ----------
@@ -290,28 +319,25 @@ class ModelReference:
             return False
         if self.runtime == "numpy":
             return True
-        if not self.is_legacy:
+        if not self.runs_on_numpy:
             return False
-        if self.is_pruned:
+        if self.on_executor:
             return True
-        small = n_windows is not None and n_windows <= AUTO_NUMPY_MAX_WINDOWS
-        return small and "tensorflow" not in sys.modules
+        if sys.modules.get("tensorflow") is not None:
+            return False
+        if n_windows is not None and n_windows <= AUTO_NUMPY_MAX_WINDOWS:
+            return True
+        return not tensorflow_available()  # Keras would be quicker, if it could run
 
     @functools.cached_property
-    def is_pruned(self) -> bool:
-        """Whether a legacy file's convs keep at most the sparse executor's share of MACs.
+    def on_executor(self) -> bool:
+        """Whether the NumPy runtime runs the model on the sparse executor (legacy files;
+        ``.keras`` SEA / sparse L3 bodies: their config.json is read)."""
+        if self.is_legacy:
+            return True
+        from .numpy_runtime import runs_on_executor
 
-        Official SEA models are dense (nothing read); other legacy files are read
-        (h5py, no TensorFlow) and their conv kernels counted.
-        """
-        if not self.is_legacy:
-            return False
-        if self.kind == "official" and not self.spec.sparsity:
-            return False
-        from .numpy_runtime import kept_fraction_of_file
-        from .sparse import MODEL_DENSITY_THRESHOLD
-
-        return kept_fraction_of_file(self.legacy_file) <= MODEL_DENSITY_THRESHOLD
+        return self.runs_on_numpy and runs_on_executor(self.numpy_file)
 
     def for_job(self, n_windows: int | None) -> ModelReference:
         """This reference with ``'auto'`` decided for a job of ``n_windows`` windows.
@@ -326,10 +352,11 @@ class ModelReference:
         Returns
         -------
         ModelReference
-            ``runtime`` is ``'numpy'`` or ``'keras'`` where the model is a legacy
-            file; other references are returned as they are.
+            ``runtime`` is ``'numpy'`` or ``'keras'`` where the NumPy runtime runs
+            the model (legacy and supported ``.keras`` files); other references
+            are returned as they are.
         """
-        if self.runtime != "auto" or self.kind == "object" or not self.is_legacy:
+        if self.runtime != "auto" or self.kind == "object" or not self.runs_on_numpy:
             return self
         return replace(self, runtime="numpy" if self.uses_numpy(n_windows) else "keras")
 
@@ -350,7 +377,7 @@ class ModelReference:
         if self.uses_numpy(n_windows):
             from .numpy_runtime import load_numpy_runner
 
-            return load_numpy_runner(self.legacy_file)
+            return load_numpy_runner(self.numpy_file)
         return select_runner(self.load(), n_windows)
 
     def prepare(self):
@@ -429,6 +456,20 @@ def resolve_model(
     )
 
 
+def tensorflow_available() -> bool:
+    """Whether ``import tensorflow`` could succeed (found, not blocked); nothing is imported.
+
+    Returns
+    -------
+    bool
+    """
+    import importlib.util
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"] is not None
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def model_names() -> list[dict]:
     """Every model name :func:`resolve_model` accepts, for ``edgel3 models``.
 
@@ -444,41 +485,3 @@ def model_names() -> list[dict]:
     rows += [{"name": a, "kind": "short", "model": s} for a, s in ALIASES.items()]
     rows += [{"name": s, "kind": "official", "model": s} for s in REGISTRY]
     return rows
-
-
-# --------------------------------------------------------------------------- digests
-
-
-@functools.lru_cache(maxsize=64)
-def _file_identity_cached(path: str, size: int, mtime_ns: int, bundled: bool) -> str:
-    from .weights import file_blob_sha1
-
-    digest = file_blob_sha1(path)
-    if not bundled:
-        for spec in REGISTRY.values():
-            if spec.blob_sha1 == digest:
-                return spec.name
-    return f"{Path(path).name.split('.')[0] if bundled else Path(path).name}@{digest[:12]}"
-
-
-def _file_identity(path: Path, *, bundled: bool = False) -> str:
-    stat = path.stat()
-    return _file_identity_cached(str(path), stat.st_size, stat.st_mtime_ns, bundled)
-
-
-def _keras_digest(model) -> str:
-    """Digest of a Keras model's architecture (without layer names) and weights."""
-    digest = hashlib.sha256()
-    for layer in model.layers:
-        try:
-            config = dict(layer.get_config())
-        except Exception:  # custom layers without get_config still hash by class and weights
-            config = {}
-        config.pop("name", None)
-        digest.update(type(layer).__name__.encode())
-        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for weight in model.weights:
-        array = np.ascontiguousarray(np.asarray(weight))
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()

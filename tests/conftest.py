@@ -17,6 +17,20 @@ SHARED = Path(os.environ.get("EDGEL3_SHARED_DIR", PROJECT_ROOT.parent / "shared"
 GOLDEN_DIR = SHARED / "golden"
 WEIGHTS_DIR = SHARED / "weights"
 SEA64_GZ = WEIGHTS_DIR / "edgel3_sea_ust_audio_emb_64.h5.gz"
+#: Two float32 executions of one network (another runtime, summation order or kernel)
+#: agree within this fraction of the embedding's scale (docs/runtime.rst).
+RELATIVE_TOLERANCE = 1e-5
+
+
+def assert_close(found, expected):
+    """Same shape; values within :data:`RELATIVE_TOLERANCE` of ``max(1, max|expected|)``."""
+    found, expected = np.asarray(found), np.asarray(expected)
+    assert found.shape == expected.shape
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    error = float(np.abs(found - expected).max(initial=0.0))
+    assert error <= RELATIVE_TOLERANCE * scale, (error, scale)
+
+
 DATA_DIR = SHARED / "data"
 
 #: Whether the reference material (golden outputs of 0.2.1, the SEA-64 weight file) is here.

@@ -19,7 +19,7 @@ from edgel3.exceptions import (
     WeightsError,
 )
 
-from .conftest import SEA64_GZ, ModelResolved
+from .conftest import SEA64_GZ, ModelResolved, assert_close
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +213,11 @@ def test_model_by_name_path_and_official_arguments_agree(sea64_weights_dir, nois
     by_args, _ = edgel3.get_embedding(noise, 8000, model_type="sea", emb_dim=64, verbose=0)
     by_name, _ = edgel3.get_embedding(noise, 8000, model="sea-64", verbose=0)
     by_path, _ = edgel3.get_embedding(noise, 8000, model=str(SEA64_GZ), verbose=0)
-    for emb in (by_args, by_name, by_path):
-        np.testing.assert_array_equal(emb, ref)
+    # By name, arguments or path the same file runs on the NumPy runtime: the same bits;
+    # the loaded model runs on Keras: within the tolerance of two float32 executions.
+    for emb in (by_name, by_path):
+        np.testing.assert_array_equal(emb, by_args)
+    assert_close(by_args, ref)
 
 
 @pytest.mark.shared
@@ -229,6 +232,7 @@ def test_load_embedding_model_gives_the_caller_a_model_of_its_own(
     monkeypatch.setattr(edgel3.legacy_h5, "read_legacy_h5", lambda p: reads.append(p) or read(p))
     loading.clear_cache()
     ref, _ = edgel3.get_embedding(noise, 8000, model_type="sea", emb_dim=64, verbose=0)
+    reads.clear()  # that was the NumPy runtime's read; now the Keras loader's
     mine = edgel3.load_embedding_model("sea", 64)
     conv = next(layer for layer in mine.layers if layer.name == "audio_embedding_layer")
     conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
@@ -239,8 +243,8 @@ def test_load_embedding_model_gives_the_caller_a_model_of_its_own(
     other = edgel3.models.load_embedding_model("sea", 64)
     assert other is not mine
     from_other, _ = edgel3.get_embedding(noise, 8000, model=other, verbose=0)
-    np.testing.assert_allclose(from_other, ref, rtol=0, atol=1e-5)
-    assert len(reads) == 1  # the file is read once per process; later loads copy
+    assert_close(from_other, ref)  # a loaded model runs on Keras, the name on NumPy
+    assert len(reads) == 1  # the loader reads the file once per process; later loads copy
 
 
 def test_copy_model_is_independent_of_the_shared_model(rng):

@@ -18,13 +18,12 @@ import soundfile as sf
 import edgel3
 from edgel3.exceptions import AudioError, EdgeL3Error
 
-from .conftest import GOLDEN_DIR, SEA64_GZ, golden_files
+from .conftest import GOLDEN_DIR, RELATIVE_TOLERANCE, SEA64_GZ, golden_files
 
 pytestmark = pytest.mark.shared
 
 # Noisy synthetic, silence and short inputs: 1e-5 of the embedding's scale (values reach
 # ~50-60, so ~5e-4), docs/frontend.rst §7.2; measured <= 4.2e-5.
-RELATIVE_TOLERANCE = 1e-5
 # 16-bit chirps: low cells are rounding-dominated (docs/frontend.rst §7 measures <= 0.027).
 TOLERANCE_CHIRP = 0.05
 

@@ -27,6 +27,8 @@ import edgel3
 from edgel3 import engine
 from edgel3.engine import EmbeddingStream
 
+from .conftest import assert_close
+
 RATES = st.one_of(
     st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000, 87360]),
     st.integers(4000, 96000),
@@ -39,13 +41,6 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def assert_close(got, expected):
-    """Same rows; values within 1e-5 of the embedding's scale (see the module docstring)."""
-    assert got.shape == expected.shape
-    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    assert np.max(np.abs(got - expected), initial=0.0) <= 1e-5 * scale
 
 
 @st.composite

@@ -54,6 +54,13 @@ LOW_LAYER = frozenset(
         "networks",
         "sparse",
         "sparse_kernels",
+        "dense_kernels",  # issue 13: Winograd on BLAS
+        "blas",
+        "stft",
+        "keras_file",  # issue 13: .keras files without Keras
+        "keras_ops",
+        "keras_runner",
+        "model_identity",
         "numpy_runtime",
         "litert",
         "loading",

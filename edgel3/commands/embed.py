@@ -171,9 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=("auto", "numpy", "keras"),
         default="auto",
-        help="what runs the model: 'numpy' without TensorFlow (legacy .h5/.h5.gz weight files: "
-        "every official model): starts faster, runs slower; 'keras' TensorFlow; 'auto' is keras "
-        "for now (default: %(default)s; see docs/runtime.rst)",
+        help="what runs the model: 'numpy' without TensorFlow (.h5/.h5.gz weight files, i.e. "
+        "every official model, and .keras files such as tiny); 'keras' TensorFlow; 'auto' the "
+        "one that finishes sooner (default: %(default)s; see docs/runtime.rst)",
     )
     parser.add_argument(
         "--strict",
