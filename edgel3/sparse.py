@@ -332,10 +332,7 @@ class SparseExecutor:
         return buf
 
     def _buffer(self, key, shape) -> np.ndarray:
-        """A reused float32 work array (fresh pages cost more than the arithmetic).
-
-        ``key[0]`` is the worker thread's slot: each thread has its own arrays.
-        """
+        """A reused float32 work array (``key[0]``: the thread's slot; fresh pages are slow)."""
         buf = self._buffers.get(key)
         if buf is None or buf.shape != shape:
             buf = np.zeros(shape, np.float32)  # guards stay zero: nothing writes there
@@ -343,7 +340,7 @@ class SparseExecutor:
         return buf
 
     def _windows_per_chunk(self, n_windows: int) -> int:
-        """Windows per chunk: the largest layer (input + output maps) within the bound."""
+        """Windows per chunk: the largest layer within the bound; equal chunks, any threads."""
         mel = self._mel_config
         height, width = mel.n_mels, mel.n_frames
         channels_in, largest = 1, 0
@@ -354,7 +351,9 @@ class SparseExecutor:
             channels_in = channels_out
             if conv.pool == "2x2":
                 height, width = height // 2, width // 2
-        return max(1, min(n_windows, _ACTIVATION_BYTES // largest))
+        limit = max(1, min(n_windows, _ACTIVATION_BYTES // largest))
+        chunks = -(-n_windows // limit)
+        return -(-n_windows // chunks)  # 64 windows: 8 x 8, not 7 x 9 + 1
 
     # ---------------------------------------------------------------- call
 
