@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 
 import numpy as np
+
+from .threads import NUMBA_LOCK
 
 __all__ = [
     "time_register",
@@ -94,16 +95,13 @@ def time_register(n_out: int, inc: float) -> np.ndarray:
 
 
 _NUMBA_KERNEL = None
-#: numba's workqueue threading layer aborts the process on concurrent parallel
-#: launches from several Python threads; serialise them (each uses all cores).
-_NUMBA_LOCK = threading.Lock()
 
 
 def get_numba_kernel():
     """Compile (or load from numba's cache) the parallel resampling kernel; None without numba."""
     global _NUMBA_KERNEL
     if _NUMBA_KERNEL is None:
-        with _NUMBA_LOCK:
+        with NUMBA_LOCK:
             if _NUMBA_KERNEL is None:
                 _NUMBA_KERNEL = _build_numba_kernel()
     return _NUMBA_KERNEL or None
@@ -241,7 +239,7 @@ def resample_at(x, x_start: int, n_orig: int, tr, ratio: float, *, numpy: bool =
         )
     poly_win, poly_delta = _polyphase_tables(ratio)
     y = np.empty(tr.shape[0], dtype=np.float64)
-    with _NUMBA_LOCK:
+    with NUMBA_LOCK:
         kernel(
             np.ascontiguousarray(x, dtype=np.float64),
             int(x_start),

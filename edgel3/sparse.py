@@ -27,6 +27,7 @@ import weakref
 
 import numpy as np
 
+from .blas import single_threaded
 from .dense_kernels import dense_conv, get_dense_kernels
 from .exceptions import ParameterError
 from .sparse_kernels import (
@@ -37,6 +38,7 @@ from .sparse_kernels import (
     kept_share,
     parse_model,
 )
+from .threads import NUMBA_LOCK
 
 __all__ = [
     "SparseExecutor",
@@ -369,14 +371,17 @@ class SparseExecutor:
         -------
         np.ndarray [shape=(b, emb_dim), dtype=float32]
         """
-        batch = np.asarray(batch, np.float32)
+        with NUMBA_LOCK:  # one call at a time: the work arrays, numba's pool
+            return self._embed(np.asarray(batch, np.float32))
+
+    def _embed(self, batch: np.ndarray) -> np.ndarray:
         n_windows = batch.shape[0]
         out = np.empty((n_windows, self._convs[-1].kernel.shape[-1]), np.float32)
         step = self._windows_per_chunk(n_windows)
         starts = list(range(0, n_windows, step))
         all_dense = self._all_dense()
         # numba's parallel sparse kernels use every core themselves: one thread then.
-        workers = self._workers(len(starts)) if all_dense else 1
+        workers = max(1, min(len(starts), _numba_threads())) if all_dense else 1
 
         def work(slot: int) -> None:
             for start in starts[slot::workers]:
@@ -387,8 +392,6 @@ class SparseExecutor:
         if not all_dense:
             work(0)
             return out
-        from .blas import single_threaded
-
         # One chunk per thread, each on one BLAS thread (the dense kernels release the
         # GIL): every core busy in every step, and the same bits for any thread count.
         with single_threaded():
@@ -397,13 +400,6 @@ class SparseExecutor:
             else:
                 list(_thread_pool(workers).map(work, range(workers)))
         return out
-
-    @staticmethod
-    def _workers(n_chunks: int) -> int:
-        """Threads for the dense path: numba's thread count (:mod:`edgel3.threads`)."""
-        import numba
-
-        return max(1, min(n_chunks, numba.get_num_threads()))
 
     def _forward(self, mel: np.ndarray, slot: int = 0) -> np.ndarray:
         strategies = {conv.strategy for conv in self._convs}
@@ -451,9 +447,14 @@ class SparseExecutor:
                 x = out  # the padding ring was zeroed by the conv's mask
         raise AssertionError("unreachable: parse_model guarantees a final global pool")
 
-    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Alias of calling the executor (Keras-like)."""
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:  # Keras-like alias
         return self(batch)
+
+
+def _numba_threads() -> int:
+    import numba  # its thread count is the one edgel3.threads sets
+
+    return numba.get_num_threads()
 
 
 _POOLS: dict[tuple[int, int], object] = {}

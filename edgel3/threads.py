@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 from .checks import check_positive_int
 from .exceptions import ParameterError
@@ -32,9 +33,17 @@ __all__ = [
     "cores_per_worker",
     "configure_threads",
     "default_threads",
+    "NUMBA_LOCK",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: One parallel computation at a time per process, whatever Python thread asks: numba's
+#: workqueue threading layer aborts the process on concurrent parallel launches, and an
+#: executor's work arrays are its own (two concurrent calls mixed their outputs). Each
+#: computation already uses every core. Held by the resampler's kernel and every
+#: :class:`edgel3.sparse.SparseExecutor` call.
+NUMBA_LOCK = threading.RLock()
 
 #: Environment variable overriding the number of threads per pool.
 ENV_VAR = "EDGEL3_NUM_THREADS"
