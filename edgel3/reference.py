@@ -167,7 +167,7 @@ class ModelReference:
         if self.kind == "official":
             return self.spec.sample_rate
         path = self.path
-        if path is not None and path.name.endswith((".h5", ".h5.gz")):
+        if self.is_legacy:
             from .legacy_h5 import infer_spec, read_legacy_h5
 
             return infer_spec(read_legacy_h5(path)).sample_rate
@@ -262,9 +262,11 @@ class ModelReference:
     @property
     def is_legacy(self) -> bool:
         """Whether the model is a legacy weight file (every official model); nothing is read."""
+        from .numpy_runtime import file_kind
+
         if self.kind == "official":
             return True
-        return self.path is not None and str(self.path).endswith((".h5", ".h5.gz"))
+        return self.path is not None and file_kind(self.path) == "legacy"
 
     @property
     def numpy_file(self) -> str | None:
