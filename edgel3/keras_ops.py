@@ -35,6 +35,7 @@ from .keras_file import (
 
 __all__ = [
     "compile_layers",
+    "layer_pads",
     "Op",
     "LinearOp",
     "AffineOp",
@@ -64,6 +65,14 @@ def _activate(y: np.ndarray, clip: float | None) -> np.ndarray:
     if clip:
         np.minimum(y, np.float32(clip), out=y)
     return y
+
+
+def layer_pads(padding: str, in_shape, kernel_hw, strides) -> tuple:
+    """``((top, bottom), (left, right))`` of a conv/pool on ``in_shape`` (h, w, ...):
+    TF's 'same' (:func:`edgel3.keras_file.same_padding`) or none ('valid')."""
+    if padding != "same":
+        return ((0, 0), (0, 0))
+    return tuple(same_padding(n, k, s) for n, k, s in zip(in_shape[:2], kernel_hw, strides))
 
 
 class Op:
@@ -121,12 +130,7 @@ class ConvOp(LinearOp):
         self.strides = strides
         self.out_hw = out_shape[:2]
         kh, kw = kernel.shape[:2]
-        if padding == "same":
-            self.pads = tuple(
-                same_padding(size, k, s) for size, k, s in zip(in_shape[:2], (kh, kw), strides)
-            )
-        else:
-            self.pads = ((0, 0), (0, 0))
+        self.pads = layer_pads(padding, in_shape, (kh, kw), strides)
         self.prepare()
 
     def prepare(self):
@@ -198,12 +202,7 @@ class DepthwiseOp(LinearOp):
         self.bias = bias
         self.strides = strides
         self.out_hw = out_shape[:2]
-        if padding == "same":
-            self.pads = tuple(
-                same_padding(size, k, s) for size, k, s in zip(in_shape[:2], (kh, kw), strides)
-            )
-        else:
-            self.pads = ((0, 0), (0, 0))
+        self.pads = layer_pads(padding, in_shape, (kh, kw), strides)
         self.prepare()
 
     def prepare(self):
@@ -304,12 +303,7 @@ class MaxPoolOp(Op):
         self.name = name
         self.pool, self.strides = pool, strides
         self.out_hw = out_shape[:2]
-        if padding == "same":
-            self.pads = tuple(
-                same_padding(size, k, s) for size, k, s in zip(in_shape[:2], pool, strides)
-            )
-        else:
-            self.pads = ((0, 0), (0, 0))
+        self.pads = layer_pads(padding, in_shape, pool, strides)
 
     def __call__(self, x):
         n, h, w, c = x.shape
