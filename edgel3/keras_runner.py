@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import ParameterError, WeightsError
+from .exceptions import WeightsError
 from .keras_file import file_error, plan_keras_file
 from .keras_ops import AffineOp, ConvOp, MaxPoolOp, ReduceOp, compile_layers
+from .runners import as_windows
 
 __all__ = ["KerasFileRunner", "load_keras_file_runner", "ACTIVATION_BYTES", "FRONTEND_BYTES"]
 
@@ -127,14 +128,7 @@ class KerasFileRunner:
         """
         from .frontend import melspectrogram
 
-        windows = np.asarray(windows, np.float32)
-        if windows.ndim == 3 and windows.shape[1] == 1:
-            windows = windows[:, 0]
-        if windows.ndim != 2 or windows.shape[1] != self.sample_rate:
-            raise ParameterError(
-                f"windows must have shape (n, 1, {self.sample_rate}) or (n, {self.sample_rate});"
-                f" got shape {windows.shape}."
-            )
+        windows = as_windows(windows, self.sample_rate)
         out = np.empty((windows.shape[0], self.embedding_size), np.float32)
         for start in range(0, windows.shape[0], self.frontend_chunk):
             mel = melspectrogram(

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ParameterError, WeightsError
+from .runners import as_windows
 from .specs import SEA_FRONTEND, SPARSE_FRONTEND, FrontendConfig
 
 __all__ = [
@@ -234,14 +235,7 @@ class LiteRTModel:
         -------
         np.ndarray [shape=(b, 1, sr) or (b, n_mels, n_frames, 1), dtype=float32]
         """
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim == 3 and windows.shape[1] == 1:
-            windows = windows[:, 0]
-        if windows.ndim != 2 or windows.shape[1] != self.sample_rate:
-            raise ParameterError(
-                f"Expected audio windows of shape (b, 1, {self.sample_rate}); "
-                f"got shape {windows.shape}."
-            )
+        windows = as_windows(windows, self.sample_rate)
         if self.variant == "full":
             return windows[:, None, :]
         from .frontend import melspectrogram

@@ -30,6 +30,7 @@ __all__ = [
     "is_keras_model",
     "select_runner",
     "model_sample_rate",
+    "as_windows",
 ]
 
 
@@ -175,3 +176,33 @@ def select_runner(model, n_windows: int | None = None) -> Runner:
         if executor is not None:
             return executor
     return KerasRunner(model)
+
+
+def as_windows(windows, sample_rate: int, name: str = "windows") -> np.ndarray:
+    """The 1-s windows a runner takes, as float32 ``(n, sample_rate)``.
+
+    Parameters
+    ----------
+    windows : array-like [shape=(n, 1, sample_rate) or (n, sample_rate)]
+    sample_rate : int
+    name : str
+        What the windows are, for the error message.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, sample_rate), dtype=float32]
+
+    Raises
+    ------
+    ParameterError
+        If ``windows`` has another shape.
+    """
+    data = np.asarray(windows, np.float32)
+    if data.ndim == 3 and data.shape[1] == 1:
+        data = data[:, 0]
+    if data.ndim != 2 or data.shape[1] != sample_rate:
+        raise ParameterError(
+            f"{name} must have shape (b, 1, {sample_rate}) or (b, {sample_rate}); "
+            f"got shape {np.shape(windows)}."
+        )
+    return data

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..checks import check_hop_size, check_positive_int, check_sample_rate
 from ..exceptions import ParameterError
+from ..runners import as_windows
 
 __all__ = ["calibration_data", "calibration_inputs"]
 
@@ -126,14 +127,7 @@ def calibration_inputs(
             if variant != "backbone":
                 raise ParameterError("log-mel calibration patches only fit variant='backbone'.")
             return data[:max_windows]
-        if data.ndim == 3 and data.shape[1] == 1:
-            data = data[:, 0]
-        if data.ndim != 2 or data.shape[1] != sample_rate:
-            raise ParameterError(
-                f"calibration windows must have shape (n, {sample_rate}) or (n, 1, "
-                f"{sample_rate}); got shape {calibration.shape}."
-            )
-        windows = data[:max_windows]
+        windows = as_windows(data, sample_rate, "calibration windows")[:max_windows]
     else:
         windows = calibration_data(
             calibration,
