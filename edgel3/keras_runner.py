@@ -26,6 +26,7 @@ from .exceptions import WeightsError
 from .keras_file import file_error, plan_keras_file
 from .keras_ops import AffineOp, ConvOp, MaxPoolOp, ReduceOp, compile_layers
 from .runners import as_windows
+from .threads import NUMBA_LOCK
 
 __all__ = ["KerasFileRunner", "load_keras_file_runner", "ACTIVATION_BYTES", "FRONTEND_BYTES"]
 
@@ -129,6 +130,12 @@ class KerasFileRunner:
         from .frontend import melspectrogram
 
         windows = as_windows(windows, self.sample_rate)
+        # One call at a time (as the executor): BLAS then splits each product the same
+        # way, so concurrent calls from a user's threads give the same bits as serial ones.
+        with NUMBA_LOCK:
+            return self._embed(windows, melspectrogram)
+
+    def _embed(self, windows: np.ndarray, melspectrogram) -> np.ndarray:
         out = np.empty((windows.shape[0], self.embedding_size), np.float32)
         for start in range(0, windows.shape[0], self.frontend_chunk):
             mel = melspectrogram(

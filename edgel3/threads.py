@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 #: workqueue threading layer aborts the process on concurrent parallel launches, and an
 #: executor's work arrays are its own (two concurrent calls mixed their outputs). Each
 #: computation already uses every core. Held by the resampler's kernel and every
-#: :class:`edgel3.sparse.SparseExecutor` call.
+#: :class:`edgel3.sparse.SparseExecutor` and :class:`edgel3.keras_runner.KerasFileRunner`
+#: call (the latter's BLAS products then split the same way as in a serial call).
 NUMBA_LOCK = threading.RLock()
 
 #: Environment variable overriding the number of threads per pool.
