@@ -260,10 +260,10 @@ def _build() -> dict[str, object]:  # pragma: no cover - compiled code
         th, tw = (h + 1) // 2, (w + 1) // 2
         per_window = th * tw
         total = n_win * per_window
-        u = np.empty((16, tiles, c_in), np.float32)
-        m = np.empty((16, tiles, c_out), np.float32)
-        t = np.empty((4, 4, c_in), np.float32)
-        s = np.empty((2, 4, c_out), np.float32)
+        # One spare row per plane: with planes a multiple of 4 KiB apart, the 16 streams
+        # each transform reads or writes fell into one L1 set (measured 10-25 % slower).
+        u = np.empty((16, tiles + 1, c_in), np.float32)
+        m = np.empty((16, tiles + 1, c_out), np.float32)
         ints = np.array([c_out, 0, c_in, c_out, c_in, c_out], np.int32)
         floats = np.array([1.0, 0.0, 1.0], np.float32)
         trans = np.array([78], np.uint8)  # 'N'
@@ -275,23 +275,45 @@ def _build() -> dict[str, object]:  # pragma: no cover - compiled code
                 r = q - b * per_window
                 ty = r // tw
                 top = guard + b * size + 2 * ty * wp + 2 * (r - ty * tw)
-                for j in range(4):
-                    d0 = x[top + j]
-                    d1 = x[top + wp + j]
-                    d2 = x[top + 2 * wp + j]
-                    d3 = x[top + 3 * wp + j]
-                    for c in range(c_in):
-                        t[0, j, c] = d0[c] - d2[c]
-                        t[1, j, c] = d1[c] + d2[c]
-                        t[2, j, c] = d2[c] - d1[c]
-                        t[3, j, c] = d1[c] - d3[c]
+                r0 = x[top : top + 4]
+                r1 = x[top + wp : top + wp + 4]
+                r2 = x[top + 2 * wp : top + 2 * wp + 4]
+                r3 = x[top + 3 * wp : top + 3 * wp + 4]
                 row = q - t0
-                for i in range(4):
-                    for c in range(c_in):
-                        u[4 * i, row, c] = t[i, 0, c] - t[i, 2, c]
-                        u[4 * i + 1, row, c] = t[i, 1, c] + t[i, 2, c]
-                        u[4 * i + 2, row, c] = t[i, 2, c] - t[i, 1, c]
-                        u[4 * i + 3, row, c] = t[i, 1, c] - t[i, 3, c]
+                for c in range(c_in):
+                    # V = B^T d B for channel c: rows (a, b, e, f = B^T d), then columns.
+                    a0 = r0[0, c] - r2[0, c]
+                    a1 = r0[1, c] - r2[1, c]
+                    a2 = r0[2, c] - r2[2, c]
+                    a3 = r0[3, c] - r2[3, c]
+                    b0 = r1[0, c] + r2[0, c]
+                    b1 = r1[1, c] + r2[1, c]
+                    b2 = r1[2, c] + r2[2, c]
+                    b3 = r1[3, c] + r2[3, c]
+                    e0 = r2[0, c] - r1[0, c]
+                    e1 = r2[1, c] - r1[1, c]
+                    e2 = r2[2, c] - r1[2, c]
+                    e3 = r2[3, c] - r1[3, c]
+                    f0 = r1[0, c] - r3[0, c]
+                    f1 = r1[1, c] - r3[1, c]
+                    f2 = r1[2, c] - r3[2, c]
+                    f3 = r1[3, c] - r3[3, c]
+                    u[0, row, c] = a0 - a2
+                    u[1, row, c] = a1 + a2
+                    u[2, row, c] = a2 - a1
+                    u[3, row, c] = a1 - a3
+                    u[4, row, c] = b0 - b2
+                    u[5, row, c] = b1 + b2
+                    u[6, row, c] = b2 - b1
+                    u[7, row, c] = b1 - b3
+                    u[8, row, c] = e0 - e2
+                    u[9, row, c] = e1 + e2
+                    u[10, row, c] = e2 - e1
+                    u[11, row, c] = e1 - e3
+                    u[12, row, c] = f0 - f2
+                    u[13, row, c] = f1 + f2
+                    u[14, row, c] = f2 - f1
+                    u[15, row, c] = f1 - f3
             ints[1] = t1 - t0
             for k in range(16):
                 _gemm(sgemm, trans, ints, floats, 1, weights[k], u[k], m[k])
@@ -301,23 +323,31 @@ def _build() -> dict[str, object]:  # pragma: no cover - compiled code
                 ty = r // tw
                 first = guard + b * size + (2 * ty + 1) * wp + 2 * (r - ty * tw) + 1
                 row = q - t0
-                for j in range(4):
-                    for c in range(c_out):
-                        m1 = m[4 + j, row, c]
-                        m2 = m[8 + j, row, c]
-                        s[0, j, c] = m[j, row, c] + m1 + m2
-                        s[1, j, c] = m1 - m2 - m[12 + j, row, c]
-                for i in range(2):
-                    y0 = out[first + i * wp]
-                    y1 = out[first + i * wp + 1]
-                    for c in range(c_out):
-                        a = s[i, 0, c] + s[i, 1, c] + s[i, 2, c] + offset[c]
-                        e = s[i, 1, c] - s[i, 2, c] - s[i, 3, c] + offset[c]
-                        if relu:
-                            a = max(a, zero)
-                            e = max(e, zero)
-                        y0[c] = a
-                        y1[c] = e
+                y0 = out[first : first + 2]
+                y1 = out[first + wp : first + wp + 2]
+                for c in range(c_out):
+                    o = offset[c]  # (s, v) = the rows of A^T M; then its columns
+                    s0 = m[0, row, c] + m[4, row, c] + m[8, row, c]
+                    s1 = m[1, row, c] + m[5, row, c] + m[9, row, c]
+                    s2 = m[2, row, c] + m[6, row, c] + m[10, row, c]
+                    s3 = m[3, row, c] + m[7, row, c] + m[11, row, c]
+                    v0 = m[4, row, c] - m[8, row, c] - m[12, row, c]
+                    v1 = m[5, row, c] - m[9, row, c] - m[13, row, c]
+                    v2 = m[6, row, c] - m[10, row, c] - m[14, row, c]
+                    v3 = m[7, row, c] - m[11, row, c] - m[15, row, c]
+                    a = s0 + s1 + s2 + o
+                    e = s1 - s2 - s3 + o
+                    g = v0 + v1 + v2 + o
+                    k = v1 - v2 - v3 + o
+                    if relu:
+                        a = max(a, zero)
+                        e = max(e, zero)
+                        g = max(g, zero)
+                        k = max(k, zero)
+                    y0[0, c] = a
+                    y0[1, c] = e
+                    y1[0, c] = g
+                    y1[1, c] = k
         if ring:  # zero padding ring (tiles of an odd-sized map wrote into it)
             for b in range(n_win):
                 base = guard + b * size
