@@ -14,17 +14,17 @@ A ``.keras`` file is a zip archive holding
   ``conv2d``, the second ``conv2d_1``...); a layer's variables are
   ``layers/<that name>/vars/<i>`` in the order the layer creates them:
 
-  ======================  =====================================================
-  layer                   ``vars/0``, ``vars/1``, ...
-  ======================  =====================================================
-  Conv2D                  kernel ``(kh, kw, c_in, c_out)``, bias (if ``use_bias``)
-  MaskedConv2D (edgel3)   kernel, bias (if ``use_bias``), 0/1 mask (kernel's shape)
-  DepthwiseConv2D         kernel ``(kh, kw, c_in, depth_multiplier)``, bias
-  Dense                   kernel ``(in, units)``, bias (if ``use_bias``)
-  BatchNormalization      gamma (if ``scale``), beta (if ``center``),
-                          moving_mean, moving_variance
-  MelSpectrogram (edgel3) the mel filterbank ``(n_dft // 2 + 1, n_mels)``
-  ======================  =====================================================
+  ========================  =====================================================
+  layer                     ``vars/0``, ``vars/1``, ...
+  ========================  =====================================================
+  Conv2D                    kernel ``(kh, kw, c_in, c_out)``, bias (if ``use_bias``)
+  MaskedConv2D (edgel3)     kernel, bias (if ``use_bias``), 0/1 mask (kernel's shape)
+  DepthwiseConv2D           kernel ``(kh, kw, c_in, depth_multiplier)``, bias
+  Dense                     kernel ``(in, units)``, bias (if ``use_bias``)
+  BatchNormalization        gamma (if ``scale``), beta (if ``center``),
+                            moving_mean, moving_variance
+  MelSpectrogram (edgel3)   the mel filterbank ``(n_dft // 2 + 1, n_mels)``
+  ========================  =====================================================
 
 This module reads the archive and plans the layer chain from ``config.json``
 alone (nothing executed, no TensorFlow or Keras imported):
