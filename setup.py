@@ -37,18 +37,25 @@ setup(
         "eval": ["scikit-learn>=1.3", "matplotlib>=3.7", "threadpoolctl>=3"],
         "fast": ["soxr>=0.3"],  # fast_resample=True (SciPy's polyphase resampler without it)
         "export": ["ai-edge-litert>=2.0"],  # the LiteRT runtime; converting needs TensorFlow
+        # The LiteRT-Micro interpreter (memory-report's arena head/tail/total); nightly-only
+        # releases, so the bound names a pre-release (which also lets pip pick them).
+        "micro": ["tflite-micro>=0.dev20250101"],
         "ray": ["ray[data]>=2.10", "pyarrow>=14"],  # 2.10: from_items(override_num_blocks=)
         "test": [
             "pytest>=7",
             "hypothesis>=6.80",  # property tests: every embedding path agrees
             "ruff>=0.6",
-            "scikit-learn>=1.3",
+            "scikit-learn>=1.6",  # check_estimator's expected_failed_checks
             "matplotlib>=3.7",
             "threadpoolctl>=3",
             "ai-edge-litert>=2.0",
+            "tflite-micro>=0.dev20250101",
             "ray[data]>=2.10",
             "pyarrow>=14",
-            "pandas>=1.5",  # tests read Parquet datasets as the docs tell users to
+            "pandas>=2.2",  # tests read Parquet datasets as the docs tell users to (.list)
+            "datasets>=2.14",  # Hugging Face Dataset.from_parquet on edgel3's Parquet output
+            "sphinx>=7",  # tests/test_docs.py builds the docs with -W
+            "numpydoc>=1.6",
         ],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },

@@ -147,23 +147,114 @@ def test_pruned_toy_reports_sparse_sizes():
     assert report.peaks["sequential"]["int8"]["bytes"] == TOY_PEAK_SEQUENTIAL
 
 
+# The toy's LiteRT-Micro estimate (edgel3.export.schedule.micro_estimate): 6 kernels run
+# (BN, 3 convs, 2 pools; the flatten is a reshape), 1 + 4 + 4 + 2 = 11 output channels of
+# kernels with weights; tail = 1.25 x (1024 + 216 x 6 + 8 x 11) = 3,010 -> 3,024 (16-aligned).
+TOY_KERNELS_RUN, TOY_CHANNELS = 6, 11
+TOY_TAIL = 3024
+# The toy's front end on a device: float32 frame + spectrum (64 each), power (33 bins),
+# patch (8 x 20); audio ring: int16 samples of 1 s + one 0.1 s hop at 1 kHz.
+TOY_FRONTEND_BUFFERS = 4 * (64 + 64 + 33 + 8 * 20)
+TOY_RING = 2 * (1000 + 100)
+
+
+def test_toy_micro_estimate_by_hand():
+    from edgel3.export.micro_frontend import frontend_cost
+
+    report = memory_report(toy_model(), budgets=())
+    assert 1024 + 216 * TOY_KERNELS_RUN + 8 * TOY_CHANNELS == 2408
+    assert report.micro == {
+        "head": TOY_PEAK_SEQUENTIAL,
+        "tail": TOY_TAIL,
+        "persistent": int(1.25 * 8 * TOY_CHANNELS),
+        "total": TOY_PEAK_SEQUENTIAL + TOY_TAIL,
+        "source": "estimate",
+    }
+    rows = {row["export"]: row for row in report.exports}
+    assert list(rows) == ["float32", "float16", "int8"] and rows["int8"]["own"]
+    assert rows["float32"]["micro"]["head"] == 4 * TOY_PEAK_SEQUENTIAL
+    assert rows["float16"]["micro"] == rows["float32"]["micro"]  # computes in float32
+    # File: stored values + 4,096 + 256 per kernel + 32 per channel.
+    int8 = rows["int8"]["need"]
+    assert int8["flash_parts"]["model"] == TOY_PARAMS + 4096 + 256 * 6 + 32 * 11
+    assert int8["flash_parts"]["frontend_tables"] == frontend_cost(TOY_FRONTEND).table_bytes
+    assert int8["ram_parts"] == {
+        "arena": TOY_PEAK_SEQUENTIAL + TOY_TAIL,
+        "frontend_buffers": TOY_FRONTEND_BUFFERS,
+        "audio_ring": TOY_RING,
+        "dequantized_weights": 0,
+    }
+    # float16: LiteRT-Micro has no float16 kernels; LiteRT keeps fp32 copies in RAM.
+    assert rows["float16"]["need"]["ram_parts"]["dequantized_weights"] == 4 * TOY_PARAMS
+
+
 def test_budget_checks_and_json(tmp_path):
-    budget = Budget("tiny", flash=1000, ram=None, inference=1000)
+    budget = Budget("tiny", flash=8000, ram=None, inference=5000)
     report = memory_report(toy_model(), budgets=[budget, "cortex-m7"])
-    by_key = {(c["budget"], c["row"], c["item"], c["schedule"]): c for c in report.checks}
-    assert by_key[("tiny", "float32", "flash", None)]["ok"] is False  # 1,224 B > 1,000 B
-    assert by_key[("tiny", "int8", "flash", None)]["ok"] is True  # 306 B
-    assert by_key[("tiny", "float32", "inference", "sequential")]["ok"] is False  # 5,120 B
-    assert by_key[("tiny", "int8", "inference", "inplace")]["bytes"] == TOY_PEAK_INPLACE
+    by_key = {(c["budget"], c["row"], c["item"]): c for c in report.checks}
+    assert len(by_key) == len(report.checks) == 3 * 2 + 3 * 3
+    need = {row["export"]: row["need"] for row in report.exports}
+    # flash = file + front-end tables (+ the budget's code allowance); inference = arena.
+    assert by_key[("tiny", "float32", "flash")]["bytes"] == need["float32"]["flash"] > 8000
+    assert by_key[("tiny", "int8", "flash")]["bytes"] == need["int8"]["flash"] <= 8000
+    m7 = BUDGETS["cortex-m7"]
+    assert by_key[("cortex-m7", "int8", "flash")]["bytes"] == need["int8"]["flash"] + m7.code
+    assert by_key[("tiny", "float32", "inference")]["bytes"] == 4 * 1280 + TOY_TAIL > 5000
+    assert by_key[("tiny", "int8", "inference")]["bytes"] == report.micro["total"] <= 5000
+    ram = by_key[("cortex-m7", "int8", "ram")]
+    assert ram["bytes"] == report.micro["total"] + TOY_FRONTEND_BUFFERS + TOY_RING
+    assert {c["source"] for c in report.checks} == {"estimate"}
     assert report.passed("cortex-m7") and not report.passed("tiny") and not report.passed()
-    # RAM = peak + the 1-s float32 window and one STFT frame.
-    ram = by_key[("cortex-m7", "int8", "ram", "sequential")]
-    assert ram["bytes"] == TOY_PEAK_SEQUENTIAL + 4 * (1000 + 64)
     data = json.loads(report.to_json(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text()) == data
+    assert data["micro"]["total"] == TOY_PEAK_SEQUENTIAL + TOY_TAIL
     assert data["peak_activation_bytes"]["sequential"]["int8"]["bytes"] == TOY_PEAK_SEQUENTIAL
     text = str(report)
-    assert "FAIL" in text and "PASS" in text and "conv2d_2" in text
+    assert "FAIL" in text and "PASS" in text and "conv2d_2" in text and "estimate" in text
+
+
+def test_device_table_and_fits():
+    from edgel3.export.devices import fit, select_devices
+    from edgel3.export.report_text import format_device_table
+
+    report = memory_report(toy_model(), budgets=())
+    own = next(row for row in report.exports if row["own"])
+    small = Budget("small", flash=own["need"]["flash"], ram=own["need"]["ram"] - 1)
+    table = report.device_table(["nrf52840", small])
+    assert list(table["devices"]) == ["nrf52840", "small"]
+    assert [row["export"] for row in table["rows"]] == ["float32", "float16", "int8"]
+    cell = table["rows"][2]["fits"]["small"]
+    assert cell["ok"] is False and cell["limiting"] == "ram" and cell["over_bytes"] == 1
+    assert table["rows"][2]["fits"]["nrf52840"]["ok"] is True
+    assert report.device_fits([small, "nrf52840"]) == {"small": False, "nrf52840": True}
+    assert set(report.device_fits()) == set(BUDGETS)
+    # A preset's code allowance counts against its flash.
+    tight = Budget("tight", flash=own["need"]["flash"], code=1)
+    assert fit(own["need"], tight)["limiting"] == "flash"
+    text = format_device_table(table)
+    assert "RAM +1 B" in text and "nrf52840" in text and "estimate" in text
+    assert [d.name for d in select_devices("all")] == list(BUDGETS)
+    assert [d.name for d in select_devices(["RP2040", "all"])][0] == "rp2040"
+    with pytest.raises(ParameterError, match="esp32-s3"):
+        select_devices(["esp32"])
+
+
+def test_device_presets():
+    """One table of presets, each with its source; the datasheets' sizes (KB = 1024 B)."""
+    from edgel3.export.devices import CODE_ALLOWANCE, DEVICES
+
+    assert BUDGETS is DEVICES
+    sizes = {name: (d.flash, d.ram) for name, d in DEVICES.items()}
+    assert sizes == {
+        "cortex-m7": (2 * MIB, MIB),  # the SONYC mote (STM32H7)
+        "stm32l476": (MIB, 128 * KIB),
+        "nrf52840": (MIB, 256 * KIB),
+        "esp32-s3": (8 * MIB, 512 * KIB),  # flash: an 8 MB module, assumed
+        "rp2040": (2 * MIB, 264 * KIB),  # flash: the Pico board's
+    }
+    for device in DEVICES.values():
+        assert device.source and device.board and device.code == CODE_ALLOWANCE
+        assert device.inference is None or device.inference <= device.ram
 
 
 @pytest.mark.parametrize(
@@ -183,15 +274,20 @@ def test_parse_size(text, expected):
 
 def test_parse_budget():
     assert parse_budget("Cortex-M7") is BUDGETS["cortex-m7"]
-    assert BUDGETS["cortex-m7"] == Budget("cortex-m7", 2 * MIB, MIB, 512 * KIB)
+    m7 = BUDGETS["cortex-m7"]
+    assert (m7.flash, m7.ram, m7.inference) == (2 * MIB, MIB, 512 * KIB)
+    assert parse_budget("nrf52840") is BUDGETS["nrf52840"]
     assert parse_budget("mine:flash=420KiB,inference=110KiB") == Budget(
         "mine", flash=420 * KIB, inference=110 * KIB
     )
+    assert parse_budget("m:flash=1MiB,code=96K") == Budget("m", flash=MIB, code=96 * KIB)
     assert parse_budget({"ram": "64K"}) == Budget("custom", ram=64 * KIB)
     with pytest.raises(ParameterError, match="cortex-m4"):
         parse_budget("cortex-m4")
     with pytest.raises(ParameterError, match="rom"):
         parse_budget("x:rom=1MB")
+    with pytest.raises(ParameterError, match="code"):
+        parse_budget("x:code=1MB")  # an allowance alone checks nothing
     with pytest.raises(ParameterError, match="12 parsecs"):
         parse_size("12 parsecs")
 
@@ -252,10 +348,10 @@ def test_sparse_l3_seed_figures():
     assert round(report.frontend["macs_mel"] / 1e6, 1) == 52.2
     # A sparse encoding saves flash, never RAM: CSR beats dense by far at 95 %.
     assert report.static["float32"]["csr"] < 0.1 * report.static["float32"]["dense"]
-    checks = {(c["row"], c["item"], c["schedule"]): c["ok"] for c in report.checks}
-    assert checks[("float32", "flash", None)] is False
-    assert checks[("int8+sparse", "flash", None)] is True
-    assert checks[("int8", "inference", "inplace")] is False  # 3.26 MB activations
+    checks = {(c["row"], c["item"]): c["ok"] for c in report.checks}
+    assert checks[("float32", "flash")] is False
+    assert checks[("int8+sparse", "flash")] is True
+    assert checks[("int8", "inference")] is False  # 6.5 MB arena (3.26 MB activations)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""Device memory budgets: named ones (``cortex-m7``) and user-defined, with size parsing.
+"""Device memory budgets: named ones (``cortex-m7``, ``nrf52840``...) and user-defined.
+
+Named budgets are the device presets of :mod:`edgel3.export.devices`;
+:func:`parse_budget` also reads ``'name:flash=2MiB,ram=1MiB,inference=512KiB,code=128KiB'``.
 
 Sizes are bytes; ``K``/``KB``/``KiB`` all mean 1024 bytes and ``M``/``MB``/``MiB``
 1024², as in microcontroller datasheets.
@@ -8,43 +11,15 @@ from __future__ import annotations
 
 import numbers
 import re
-from dataclasses import dataclass
 
 from ..checks import check_non_negative_int, is_real
 from ..exceptions import ParameterError
+from .devices import DEVICES, KIB, MIB, Budget
 
 __all__ = ["KIB", "MIB", "Budget", "BUDGETS", "parse_budget", "parse_size"]
 
-KIB = 1024
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Memory limits of a target device, in bytes (``None``: not checked).
-
-    Parameters
-    ----------
-    name : str
-    flash : int, optional
-        Room for the stored model (static size).
-    ram : int, optional
-        Room for the peak activations plus the 1-s audio window (float32) and
-        one STFT frame of the front end.
-    inference : int, optional
-        Room for the peak activations alone.
-    """
-
-    name: str
-    flash: int | None = None
-    ram: int | None = None
-    inference: int | None = None
-
-
-#: Named budgets. ``cortex-m7``: the SONYC mote (STM32H7); see docs/export.rst (Budgets).
-BUDGETS: dict[str, Budget] = {
-    "cortex-m7": Budget("cortex-m7", flash=2 * MIB, ram=1 * MIB, inference=512 * KIB),
-}
+#: Named budgets: the device presets of :mod:`edgel3.export.devices` (one table).
+BUDGETS: dict[str, Budget] = DEVICES
 
 _UNITS = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB}
 
@@ -85,9 +60,10 @@ def parse_budget(spec) -> Budget:
     Parameters
     ----------
     spec : str, dict or Budget
-        A name from :data:`BUDGETS` (``'cortex-m7'``), or
-        ``'[name:]flash=2MiB,ram=1MiB,inference=512KiB'`` (any subset), or a
-        dict with those keys.
+        A name from :data:`BUDGETS` (``'cortex-m7'``, ``'nrf52840'``...), or
+        ``'[name:]flash=2MiB,ram=1MiB,inference=512KiB,code=128KiB'`` (any
+        subset; ``code`` is flash kept for code, default 0), or a dict with
+        those keys.
 
     Raises
     ------
@@ -106,7 +82,7 @@ def parse_budget(spec) -> Budget:
         if "=" not in text:
             raise ParameterError(
                 f"Unknown budget {text!r}: use one of {sorted(BUDGETS)} or "
-                "'name:flash=2MiB,ram=1MiB,inference=512KiB'."
+                "'name:flash=2MiB,ram=1MiB,inference=512KiB,code=128KiB'."
             )
         name, _, body = text.rpartition(":")
         items = {}
@@ -114,10 +90,10 @@ def parse_budget(spec) -> Budget:
             key, _, value = part.partition("=")
             items[key.strip().lower()] = value
         name = name.strip() or "custom"
-    unknown = set(items) - {"flash", "ram", "inference"}
-    if unknown or not items:
+    unknown = set(items) - {"flash", "ram", "inference", "code"}
+    if unknown or not set(items) - {"code"}:
         raise ParameterError(
-            f"Invalid budget {spec!r}: keys must be among flash, ram, inference; "
+            f"Invalid budget {spec!r}: keys must be among flash, ram, inference (and code); "
             f"got {sorted(items) or 'none'}."
         )
     return Budget(name, **{key: parse_size(value) for key, value in items.items()})

@@ -13,7 +13,13 @@ For a Keras model or an exported ``.tflite`` file, :func:`memory_report` gives
   sum, a lower bound), ``arena`` (what LiteRT-Micro's greedy planner
   allocates) and ``inplace`` (with in-place elementwise ops, pools and
   row-streamed convs); see :mod:`edgel3.export.schedule`;
-- a pass/fail table against named (``'cortex-m7'``) or user budgets.
+- the arena LiteRT-Micro allocates (:attr:`MemoryReport.micro`: head, tail,
+  persistent buffers, total): from the tflite-micro interpreter itself for a
+  ``.tflite`` file when the package is installed (:mod:`edgel3.export.micro`),
+  otherwise an estimate with a margin (:func:`~edgel3.export.schedule.micro_estimate`);
+- a pass/fail table against named budgets (the device presets of
+  :mod:`edgel3.export.devices`) or user budgets, and which presets each export
+  fits (:meth:`MemoryReport.device_table`).
 
 Units: sizes in bytes; ``KiB``/``MiB`` are powers of 1024 (as in MCU
 datasheets; ``KB``/``MB`` in budget strings are read the same way).
@@ -31,8 +37,17 @@ import numpy as np
 
 from ..exceptions import ParameterError
 from .budgets import BUDGETS, Budget, parse_budget, parse_size
+from .devices import check_needs, device_table, fit, needs, select_devices
 from .graph import Graph, frontend_macs, graph_from_keras, graph_from_tflite
-from .schedule import PRECISIONS, SCHEDULES, arena_size, peak, tensor_bytes
+from .schedule import (
+    PRECISIONS,
+    SCHEDULES,
+    arena_size,
+    file_estimate,
+    micro_estimate,
+    peak,
+    tensor_bytes,
+)
 
 __all__ = [
     "Budget",
@@ -107,6 +122,8 @@ class MemoryReport:
     layers: list
     checks: list = field(default_factory=list)
     measured: dict | None = None
+    micro: dict | None = None
+    exports: list = field(default_factory=list)
 
     @property
     def sparsity(self) -> float:
@@ -119,6 +136,35 @@ class MemoryReport:
         """Whether every check (of one budget, or of all) passed."""
         checks = [c for c in self.checks if budget is None or c["budget"] == budget]
         return all(c["ok"] for c in checks)
+
+    def device_table(self, devices=None) -> dict:
+        """Which export fits which device: flash, RAM and arena needs against each preset.
+
+        Parameters
+        ----------
+        devices : sequence of str or Budget, optional
+            Device presets (names from :data:`~edgel3.export.devices.DEVICES`,
+            ``'all'``) or budgets; default every preset.
+
+        Returns
+        -------
+        dict
+            ``devices`` (name -> flash, ram, inference, code, board, source) and
+            ``rows``: one per export (a Keras model: float32, float16, int8,
+            estimated; a ``.tflite`` file: that file) with its ``need``
+            (:func:`~edgel3.export.devices.needs`), ``source`` and ``fits``
+            (device name -> :func:`~edgel3.export.devices.fit`).
+        """
+        return device_table(self.name, self.exports, devices)
+
+    def device_fits(self, devices=None) -> dict[str, bool]:
+        """Whether the report's own export fits each device preset.
+
+        The own export is the ``.tflite`` file, or for a Keras model its int8
+        export (estimated), the one a microcontroller runs.
+        """
+        own = next(r for r in self.exports if r["own"])
+        return {d.name: fit(own["need"], d)["ok"] for d in select_devices(devices)}
 
     def to_dict(self) -> dict:
         """The report as plain JSON-serialisable Python objects."""
@@ -137,6 +183,8 @@ class MemoryReport:
             "largest_activation": self.largest_activation,
             "peak_activation_bytes": self.peaks,
             "measured": self.measured,
+            "micro": self.micro,
+            "exports": self.exports,
             "checks": self.checks,
             "layers": self.layers,
         }
@@ -161,29 +209,33 @@ class MemoryReport:
         return self.format()
 
 
-def _tflite_graph(path: Path) -> Graph:
-    """The graph of a ``.tflite`` file, its front end read from the sidecar when there."""
+def _tflite_graph(path: Path) -> tuple[Graph, bytes]:
+    """The graph and flatbuffer of a ``.tflite`` file, its front end from the sidecar."""
     from ..litert import frontend_from_dict, read_sidecar
 
-    graph = graph_from_tflite(path.read_bytes(), path.name)
+    content = path.read_bytes()
+    graph = graph_from_tflite(content, path.name)
     info = read_sidecar(path)
     if info and info.get("frontend"):
         config = frontend_from_dict(info["frontend"])
         graph.frontend = config
         graph.frontend_macs = frontend_macs(config)
         graph.frontend_constants = config.n_bins * config.n_mels + config.n_dft
-    return graph
+    return graph, content
 
 
-def _load(model) -> Graph:
-    """Any value :func:`edgel3.reference.resolve_model` accepts, or bytes -> Graph."""
+def _load(model) -> tuple[Graph, bytes | None]:
+    """Any value :func:`edgel3.reference.resolve_model` accepts, or bytes -> (Graph, bytes).
+
+    The flatbuffer comes back for a ``.tflite`` file (None for a Keras model).
+    """
     if isinstance(model, (bytes, bytearray)):
-        return graph_from_tflite(bytes(model))
+        return graph_from_tflite(bytes(model)), bytes(model)
     from ..reference import resolve_model
     from ..runners import is_keras_model
 
     if is_keras_model(model):
-        return graph_from_keras(model)
+        return graph_from_keras(model), None
     reference = resolve_model(model)  # unknown names, missing files, other objects raise here
     path = reference.path
     if path is None and reference.kind == "object":
@@ -197,7 +249,7 @@ def _load(model) -> Graph:
         )
     from .convert import load_keras_model
 
-    return graph_from_keras(load_keras_model(reference))
+    return graph_from_keras(load_keras_model(reference)), None
 
 
 def _frontend_info(graph: Graph) -> dict | None:
@@ -214,8 +266,6 @@ def _frontend_info(graph: Graph) -> dict | None:
         "macs_stft_dense_dft": stft,
         "macs_mel": mel,
         "constants": graph.frontend_constants,
-        # The 1-s window being analysed (float32) and one STFT frame.
-        "ram_bytes": 4 * (config.sample_rate + config.n_dft),
     }
 
 
@@ -243,6 +293,11 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
     Returns
     -------
     MemoryReport
+        ``report.micro`` is the LiteRT-Micro arena (``head``, ``tail``,
+        ``persistent``, ``total``, ``source``): the tflite-micro interpreter's
+        for a ``.tflite`` file when the package runs it, else the estimate
+        (``source='estimate'``, for a Keras model that of its int8 export);
+        ``report.exports`` what each export needs on a device.
 
     Raises
     ------
@@ -260,7 +315,7 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
     409600
     """
     budgets = [parse_budget(b) for b in budgets]
-    graph = _load(model)
+    graph, content = _load(model)
     nodes = [
         n
         for n in graph.nodes
@@ -363,50 +418,66 @@ def memory_report(model, *, budgets=("cortex-m7",), include_frontend: bool = Fal
         layers=layers,
         measured=measured,
     )
+    report.micro, report.exports = _micro_and_exports(report, graph, nodes, content)
     report.checks = _checks(report, budgets)
     return report
 
 
-def _checks(report: MemoryReport, budgets: list[Budget]) -> list[dict]:
-    """One row per precision (and sparse encoding) x budget item x schedule."""
-    frontend_ram = report.frontend["ram_bytes"] if report.frontend else 0
-    if report.measured is not None:  # fp16 weights become fp32 copies in RAM
-        frontend_ram += report.measured["dequantized_weight_bytes"]
+def _tflite_micro(graph: Graph, nodes, content: bytes) -> dict:
+    """The interpreter's own figures, or the estimate with the reason it stands in."""
+    from .micro import MicroRuntimeError, MicroUnavailableError, micro_allocations
+
+    try:
+        return micro_allocations(content)
+    except (MicroUnavailableError, MicroRuntimeError) as exc:
+        note = str(exc)
+    return {**micro_estimate(graph, nodes, None), "note": note}
+
+
+def _micro_and_exports(report: MemoryReport, graph: Graph, nodes, content) -> tuple:
+    """``MemoryReport.micro`` and one row per export with what it needs on a device.
+
+    A ``.tflite`` file is its own export; a Keras model has three, estimated:
+    float32, float16 (LiteRT-Micro has no float16 kernels: LiteRT dequantizes
+    the weights into RAM at load) and int8 (the report's own ``micro``), plus
+    each with the best sparse weight encoding for a pruned model.
+    """
+    if content is not None:
+        micro = _tflite_micro(graph, nodes, content)
+        need = needs(
+            model_bytes=report.measured["file_bytes"],
+            arena_bytes=micro["total"],
+            frontend=graph.frontend,
+            dequantized_bytes=report.measured["dequantized_weight_bytes"],
+        )
+        row = {"export": "exported", "source": micro["source"], "micro": micro, "need": need}
+        return micro, [{**row, "own": True}]
     rows = []
-    if report.measured is not None:
-        rows.append(("exported", report.measured["file_bytes"], "exported"))
-    else:
-        sparse = report.sparsity >= 1.0
-        for precision in PRECISIONS:
-            rows.append((precision, report.static[precision]["dense"], precision))
-            if sparse:
-                best = report.static[precision]["best"]
-                rows.append((f"{precision}+sparse", best, precision))
-    checks = []
-    for budget in budgets:
-        for label, static, peak_key in rows:
-            if budget.flash is not None:
-                checks.append(_check(budget, label, "flash", None, static, budget.flash))
-            for schedule in SCHEDULES:
-                peak = report.peaks[schedule][peak_key]["bytes"]
-                if budget.inference is not None:
-                    checks.append(
-                        _check(budget, label, "inference", schedule, peak, budget.inference)
-                    )
-                if budget.ram is not None:
-                    checks.append(
-                        _check(budget, label, "ram", schedule, peak + frontend_ram, budget.ram)
-                    )
-    return checks
+    for precision in PRECISIONS:
+        estimate = micro_estimate(graph, nodes, precision)
+        model_bytes = file_estimate(graph, nodes, report.params, precision)
+        sizes = {precision: model_bytes}
+        if report.sparsity >= 1.0:
+            static = report.static[precision]
+            sizes[f"{precision}+sparse"] = model_bytes - static["dense"] + static["best"]
+        for label, size in sizes.items():
+            need = needs(
+                model_bytes=size,
+                arena_bytes=estimate["total"],
+                frontend=graph.frontend,
+                dequantized_bytes=4 * report.params if precision == "float16" else 0,
+            )
+            row = {"export": label, "source": "estimate", "micro": estimate, "need": need}
+            rows.append({**row, "own": label == "int8"})
+    micro = next(r["micro"] for r in rows if r["own"])
+    return micro, rows
 
 
-def _check(budget: Budget, row: str, item: str, schedule, value: int, limit: int) -> dict:
-    return {
-        "budget": budget.name,
-        "row": row,
-        "item": item,
-        "schedule": schedule,
-        "bytes": int(value),
-        "limit": int(limit),
-        "ok": bool(value <= limit),
-    }
+def _checks(report: MemoryReport, budgets: list[Budget]) -> list[dict]:
+    """One row per export x budget item (flash, inference, ram): bytes, limit, ok."""
+    return [
+        {"budget": budget.name, "row": row["export"], "source": row["source"], **check}
+        for budget in budgets
+        for row in report.exports
+        for check in check_needs(row["need"], budget)
+    ]

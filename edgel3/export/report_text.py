@@ -18,6 +18,10 @@ def _short(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
+def _over(n: int) -> str:
+    return f"{n:,} B" if n < 1024 else _short(n)
+
+
 def _macs(n: int) -> str:
     if n >= 1e9:
         return f"{n / 1e9:.3f} G"
@@ -65,6 +69,7 @@ def format_report(report, *, layers: bool = True) -> str:
                 f"  float16 weights are dequantized at load time: "
                 f"{fmt_bytes(m['dequantized_weight_bytes'])} more RAM"
             )
+    lines.extend(_micro_lines(report))
     lines.append("")
     lines.append("  static size (stored parameters x bytes per value)")
     lines.append(
@@ -108,35 +113,92 @@ def format_report(report, *, layers: bool = True) -> str:
 _SCHEDULE_LABELS = {None: "", "sequential": "sequential", "arena": "arena", "inplace": "in-place"}
 
 
+def _micro_lines(report) -> list[str]:
+    """The LiteRT-Micro arena: the interpreter's own figures, or the labelled estimate."""
+    micro = report.micro
+    if not micro:
+        return []
+    if micro["source"] == "tflite-micro":
+        what = f"tflite-micro {micro.get('version', '')}".rstrip()
+    elif report.measured is None:
+        what = "estimate for the int8 export: planner head + tail margin"
+    else:
+        what = "estimate: planner head + tail margin"
+    lines = [
+        f"  LiteRT-Micro arena ({what}): head {fmt_bytes(micro['head'])} + tail "
+        f"{fmt_bytes(micro['tail'])} (persistent buffers {micro['persistent']:,} B) = total "
+        f"{fmt_bytes(micro['total'])}"
+    ]
+    if micro.get("note"):
+        lines.append(f"    ({micro['note']})")
+    return lines
+
+
+def _cell(check) -> str:
+    return ("PASS " if check["ok"] else "FAIL ") + _short(check["bytes"])
+
+
 def _budget_table(report) -> list[str]:
     lines = []
+    items = ("flash", "inference", "ram")
     for budget in dict.fromkeys(c["budget"] for c in report.checks):
         checks = [c for c in report.checks if c["budget"] == budget]
         limits = {c["item"]: c["limit"] for c in checks}
-        note = (
-            "  (ram = activations + 1-s float32 window + one STFT frame)" if "ram" in limits else ""
-        )
         lines.append(
             f"  budget {budget}: "
-            + ", ".join(f"{item} {_short(limit)}" for item, limit in limits.items())
-            + note
+            + ", ".join(f"{item} {_short(limits[item])}" for item in items if item in limits)
         )
-        items = [item for item in ("inference", "ram") if item in limits]
-        header = f"  {'row':16}{'flash':>20}   {'schedule':10}" + "".join(f"{i:>20}" for i in items)
-        lines.append(header)
-        cell = {(c["row"], c["item"], c["schedule"]): c for c in checks}
-
-        def fmt(c):
-            return f"{('PASS ' if c['ok'] else 'FAIL ') + _short(c['bytes']):>20}"
-
-        for row in dict.fromkeys(c["row"] for c in checks):
-            flash = cell.get((row, "flash", None))
-            schedules = (
-                [s for s in _SCHEDULE_LABELS if s and (row, items[0], s) in cell] if items else []
+        shown = [item for item in items if item in limits]
+        lines.append(f"  {'export':16}{'arena':>14}" + "".join(f"{i:>20}" for i in shown))
+        cell = {(c["row"], c["item"]): c for c in checks}
+        for row in report.exports:
+            label = row["export"]
+            lines.append(
+                f"  {label:16}{row['source']:>14}"
+                + "".join(f"{_cell(cell[(label, i)]):>20}" for i in shown)
             )
-            for n, schedule in enumerate(schedules or [None]):
-                first = f"  {row if n == 0 else '':16}"
-                first += fmt(flash) if (flash and n == 0) else " " * 20
-                first += f"   {_SCHEDULE_LABELS[schedule]:10}"
-                lines.append(first + "".join(fmt(cell[(row, i, schedule)]) for i in items))
+    if report.checks:
+        lines.append(
+            "  (flash = file + front-end tables + the budget's code allowance; inference = "
+            "arena total; ram = arena total + front-end buffers + audio ring buffer)"
+        )
     return lines
+
+
+def format_device_table(table: dict) -> str:
+    """Render :meth:`~edgel3.export.memory.MemoryReport.device_table` as text."""
+    devices = table["devices"]
+    short = {"flash": "flash", "inference": "arena", "ram": "RAM"}
+    cells = [
+        [
+            "fits"
+            if result["ok"]
+            else f"{short[result['limiting']]} +{_over(result['over_bytes'])}"
+            for result in (row["fits"][name] for name in devices)
+        ]
+        for row in table["rows"]
+    ]
+    width = 2 + max([len(name) for name in devices] + [len(c) for row in cells for c in row])
+    lines = [f"Device fits: {table['model']}"]
+    header = f"  {'export':16}{'arena':>14}{'flash need':>13}{'RAM need':>13}"
+    lines.append(header + "".join(f"{name:>{width}}" for name in devices))
+    for row, texts in zip(table["rows"], cells):
+        need = row["need"]
+        line = (
+            f"  {row['export']:16}{row['source']:>14}{_short(need['flash']):>13}"
+            f"{_short(need['ram']):>13}"
+        )
+        lines.append(line + "".join(f"{text:>{width}}" for text in texts))
+    lines.append("")
+    lines.append("  devices (flash / RAM / largest block for the arena / code allowance):")
+    for name, d in devices.items():
+        sizes = " / ".join("-" if d[k] is None else _short(d[k]) for k in ("flash", "ram"))
+        block = "-" if d["inference"] is None else _short(d["inference"])
+        lines.append(f"  {name:12} {sizes} / {block} / {_short(d['code'])}  {d['board']}")
+        if d["source"]:
+            lines.append(f"  {'':12} source: {d['source']}")
+    lines.append(
+        "  cells: fits, or the limit most exceeded and by how much; flash need excludes the "
+        "code allowance; 'estimate' rows have the tail margin (docs/export.rst)"
+    )
+    return "\n".join(lines)

@@ -15,6 +15,12 @@ after the other (see :mod:`edgel3.export.memory`):
     elementwise ops and pools overwrite their input, and a stride-1 'same'
     conv whose output rows are no wider than its input rows writes over its
     input with a delay of ``(k - 1) // 2 + 1`` output rows.
+
+The interpreter's arena holds more than the planned activations (its
+``head``): a ``tail`` of persistent bookkeeping and kernel buffers.
+:func:`micro_estimate` bounds it from the graph when the interpreter itself
+(:mod:`edgel3.export.micro`) is not at hand, and :func:`file_estimate` bounds
+the ``.tflite`` file a Keras model exports to.
 """
 
 from __future__ import annotations
@@ -28,6 +34,22 @@ from .graph import Graph, row_bytes
 PRECISIONS: dict[str, tuple[int, int]] = {"float32": (4, 4), "float16": (2, 4), "int8": (1, 1)}
 SCHEDULES = ("sequential", "arena", "inplace")
 ARENA_ALIGNMENT = 16  # LiteRT-Micro aligns every planned buffer to 16 bytes
+
+# The tail bound (docs/export.rst, "Arena head, tail and the estimate"), fitted to the
+# interpreter's reports on tiny, SEA 512/256/128/64 and L3 exports (float32, int8, banded):
+#: bytes per output channel of a kernel with weights (int32 multiplier + shift per channel)
+TAIL_PER_CHANNEL = 8
+#: bytes per kernel run (node + registration struct, eval tensors, op data)
+TAIL_PER_KERNEL = 216
+#: bytes per model (input/output tensor structs, their quantization, the allocator's own)
+TAIL_BASE = 1024
+#: safety factor on the fitted tail, for layouts the fit has not seen
+TAIL_SAFETY = 1.25
+# The file bound: stored values + per-channel quantization (scale, zero point, int32 bias)
+# and names + per-op records + the flatbuffer's fixed part.
+FILE_PER_CHANNEL = 32
+FILE_PER_KERNEL = 256
+FILE_BASE = 4096
 
 
 def _buffers(graph: Graph, nodes) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
@@ -118,3 +140,61 @@ def arena_size(graph: Graph, nodes, precision: str | None) -> int:
         placed.append((offset, length, start, stop))
         top = max(top, offset + length)
     return top
+
+
+def _kernel_counts(graph: Graph, nodes) -> tuple[int, int]:
+    """(kernels the interpreter runs, output channels of those with weights)."""
+    run = [n for n in nodes if n.kind not in ("alias", "frontend")]
+    channels = 0
+    for node in run:
+        if (node.params or node.kernels) and node.outputs:
+            shape = graph.tensors[node.outputs[0]].shape
+            channels += int(shape[-1]) if shape else 1
+    return len(run), channels
+
+
+def micro_estimate(graph: Graph, nodes, precision: str | None) -> dict:
+    """Upper bound of the tflite-micro arena: planned head + a margin for the tail.
+
+    ``tail = TAIL_SAFETY x (TAIL_BASE + TAIL_PER_KERNEL x kernels + TAIL_PER_CHANNEL x
+    channels)``, rounded up to the arena alignment, where ``kernels`` counts the nodes the
+    interpreter runs (reshapes excluded) and ``channels`` the output channels of those
+    with weights. Tests hold ``total`` >= the interpreter's total, and within 25 % of it,
+    on every model edgel3 builds.
+
+    Parameters
+    ----------
+    graph : Graph
+    nodes : list of Node
+        The schedule (the report's nodes).
+    precision : str or None
+        A key of :data:`PRECISIONS`, or None for a ``.tflite`` graph's own dtypes.
+
+    Returns
+    -------
+    dict
+        ``head``, ``tail``, ``persistent`` (the per-channel part of the tail), ``total``
+        (bytes) and ``source`` (``'estimate'``).
+    """
+    head = arena_size(graph, nodes, precision)
+    kernels, channels = _kernel_counts(graph, nodes)
+    fitted = TAIL_BASE + TAIL_PER_KERNEL * kernels + TAIL_PER_CHANNEL * channels
+    tail = -(-int(TAIL_SAFETY * fitted) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+    return {
+        "head": int(head),
+        "tail": int(tail),
+        "persistent": int(TAIL_SAFETY * TAIL_PER_CHANNEL * channels),
+        "total": int(head + tail),
+        "source": "estimate",
+    }
+
+
+def file_estimate(graph: Graph, nodes, params: int, precision: str) -> int:
+    """Upper bound of the ``.tflite`` file of a Keras graph at one precision (bytes).
+
+    ``params x bytes per value + FILE_BASE + FILE_PER_KERNEL x kernels +
+    FILE_PER_CHANNEL x channels`` (see :func:`micro_estimate` for the counts).
+    """
+    kernels, channels = _kernel_counts(graph, nodes)
+    stored = params * PRECISIONS[precision][0]
+    return int(stored + FILE_BASE + FILE_PER_KERNEL * kernels + FILE_PER_CHANNEL * channels)
