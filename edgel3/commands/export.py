@@ -123,6 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "other, for a smaller LiteRT-Micro arena (default: %(default)s, no banding)",
     )
     parser.add_argument(
+        "--c-source",
+        metavar="DIR",
+        help="also write DIR/NAME_model_data.cc/.h (the model as an aligned C array) and "
+        "DIR/NAME_frontend.h (front-end constants, int8 scales) for a TFLite Micro "
+        "application, NAME the output's stem; backbone exports only (default: none)",
+    )
+    parser.add_argument(
         "--check",
         nargs="+",
         metavar="AUDIO",
@@ -184,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export.budgets import parse_budget
     from ..export.calibration import calibration_data
     from ..export.convert import check_export_paths, export_model, load_keras_model
+    from ..export.csource import check_c_source_dir, write_c_sources
     from ..litert import sidecar_path
     from ..runners import model_sample_rate
     from ..tf_logging import quiet_native_logs
@@ -194,12 +202,20 @@ def run(args: argparse.Namespace) -> int:
     if args.budget and not args.report:
         raise ParameterError("--budget is checked by the memory report: add --report.")
     budgets = [parse_budget(budget) for budget in args.budget or ["cortex-m7"]]
+    c_paths = ()
+    if args.c_source is not None:
+        if args.variant == "full" or (args.variant is None and args.quantization == "none"):
+            raise ParameterError(
+                "--c-source writes the front end a device computes, for backbone exports "
+                "(log-mel input): add --variant backbone or quantize (-Q int8)."
+            )
+        c_paths = check_c_source_dir(args.c_source, Path(output).stem)
     windows = None
     if args.check:  # read before anything is written: a bad file costs no export
         sample_rate = model_sample_rate(load_keras_model(args.model))
         windows = calibration_data(args.check, sample_rate, max_windows=args.check_windows)
     lines = []
-    with staged_outputs(output, sidecar_path(output)) as (staged, _):
+    with staged_outputs(output, sidecar_path(output), *c_paths) as (staged, _, *c_staged):
         with quiet_native_logs():  # the converter's and LiteRT's C++ log lines
             result = export_model(
                 args.model,
@@ -224,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
                 )
                 + f") and {result.sidecar}"
             )
+        if c_paths:
+            write_c_sources(staged, c_staged[0].parent, name=Path(output).stem)
+            if not args.quiet:
+                lines.append("and C sources " + ", ".join(str(path) for path in c_paths))
         if windows is not None:
             lines.append(_check(args.model, staged, windows))
         if args.report:

@@ -145,15 +145,13 @@ def frontend_description(config: FrontendConfig) -> dict:
     The mel filterbank is stored sparsely: for each band the first FFT bin
     and the weights of its consecutive non-zero bins.
     """
-    from ..frontend import mel_filterbank
+    from .micro_frontend import sparse_mel_for
 
-    filterbank = mel_filterbank(config)
-    bands = []
-    for band in filterbank.T:
-        nonzero = np.flatnonzero(band)
-        start = int(nonzero[0]) if nonzero.size else 0
-        stop = int(nonzero[-1]) + 1 if nonzero.size else 0
-        bands.append({"start_bin": start, "weights": [float(w) for w in band[start:stop]]})
+    mel = sparse_mel_for(config)
+    bands = [
+        {"start_bin": int(first), "weights": [float(w) for w in mel.weights[at : at + count]]}
+        for first, count, at in zip(mel.first_bin, mel.counts, mel.offsets)
+    ]
     return {
         **frontend_to_dict(config),
         "n_frames": config.n_frames,
