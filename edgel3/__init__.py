@@ -53,6 +53,9 @@ _LAZY = {
 }
 _SUBMODULES = {
     "checks",
+    "tensors",
+    "hear",
+    "sklearn",
     "reference",
     "runners",
     "pipeline",

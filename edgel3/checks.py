@@ -20,8 +20,8 @@ flags (``center``)      ``True`` or ``False`` (``1``/``0`` accepted)
 output file             not a directory, its folder (made if missing) under a
                         writable directory, one of the allowed suffixes
 output folder           not a file, and under a writable directory
-audio                   numeric, non-empty, 1-D or 2-D ``(n, channels)``
-                        (not channels-first), finite; all-zero audio warns
+audio                   numeric, non-empty, 1-D or 2-D ``(n, channels)`` (not channels-
+                        first), finite (all zeros warn); tensors: ``tensors.as_array``
 signals                 an array is one signal; a list/tuple of arrays is
                         several; a list/tuple of plain numbers is one
 ======================  ==================================================
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import AudioError, EdgeL3Warning, OutputError, ParameterError
+from .tensors import as_array
 
 __all__ = [
     "is_real",
@@ -372,8 +373,9 @@ def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarr
 
     Parameters
     ----------
-    audio : array-like [shape=(n,) or (n, channels)]
-        Samples, soundfile's layout (samples x channels). Integer PCM is
+    audio : array-like or tensor [shape=(n,) or (n, channels)]
+        Samples, soundfile's layout (samples x channels); CPU tensors (PyTorch,
+        TensorFlow, JAX...) via :func:`edgel3.tensors.as_array`. Integer PCM is
         accepted as it is, unscaled: the front end normalises each window to
         its maximum, so the gain cancels (see :func:`edgel3.get_embedding`).
     label : str
@@ -384,13 +386,13 @@ def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarr
     Returns
     -------
     np.ndarray
-        The array (not copied, not converted).
+        The array (not copied, not converted; a tensor's memory, shared).
 
     Raises
     ------
     AudioError
-        Non-numeric, empty, 0-D or more than 2-D, channels-first (at most
-        :data:`CHANNELS_FIRST_MAX_ROWS` rows and at least
+        Unsupported objects, GPU tensors; non-numeric, empty, 0-D or more than 2-D,
+        channels-first (at most :data:`CHANNELS_FIRST_MAX_ROWS` rows and at least
         :data:`CHANNELS_FIRST_MIN_COLUMNS` columns: "pass audio.T"), NaN or
         infinite samples.
 
@@ -406,7 +408,7 @@ def check_audio(audio, label: str = "audio", *, stacklevel: int = 3) -> np.ndarr
     ...
     edgel3.exceptions.AudioError: audio looks channels-first (shape (2, 16000)): pass audio.T. ...
     """
-    array = np.asarray(audio)
+    array = as_array(audio, label)
     if array.dtype.kind not in "biuf":
         raise AudioError(
             f"{label} must be a numeric array; got dtype {array.dtype} ({type(audio).__name__})."
@@ -477,7 +479,7 @@ def as_mono(audio, func: str) -> np.ndarray:
 
     Parameters
     ----------
-    audio : array-like [shape=(n,)]
+    audio : array-like or tensor [shape=(n,)] (see :func:`edgel3.tensors.as_array`)
     func : str
         The calling function, for the message.
 
@@ -489,7 +491,7 @@ def as_mono(audio, func: str) -> np.ndarray:
     ------
     AudioError
     """
-    audio = np.asarray(audio, dtype=np.float64)
+    audio = as_array(audio, "audio").astype(np.float64, copy=False)
     if audio.ndim != 1:
         raise AudioError(
             f"{func} expects mono audio of shape (n,); got shape {audio.shape}. "

@@ -103,13 +103,18 @@ def get_embedding(
 
     Parameters
     ----------
-    audio : np.ndarray [shape=(n,) or (n, channels)] or list of np.ndarray
+    audio : np.ndarray or tensor [shape=(n,) or (n, channels)], or a list of them
         Audio samples (soundfile's layout: samples x channels); multichannel
-        audio is averaged. A channels-first array (at most 8 rows, 64 or more
-        columns) is an error telling you to pass ``audio.T``. A list of arrays
-        gives one result per signal, with windows of all signals batched
-        together; a list of plain numbers is one signal. Integer PCM
-        (``int16``...) needs no scaling: see Notes.
+        audio is averaged. PyTorch, TensorFlow and JAX tensors on the CPU (any
+        object exposing the array protocol or DLPack) are read without a copy
+        (:func:`edgel3.tensors.as_array`); a tensor requiring grad is detached
+        (embeddings are computed in NumPy: no gradient flows through them), and
+        one on a GPU is an error: move it with ``tensor.cpu()``. A batch tensor
+        ``(k, n)`` of ``k`` sounds is passed as ``list(batch)``. A channels-first
+        array (at most 8 rows, 64 or more columns) is an error telling you to
+        pass ``audio.T``. A list of arrays gives one result per signal, with
+        windows of all signals batched together; a list of plain numbers is one
+        signal. Integer PCM (``int16``...) needs no scaling: see Notes.
     sr : int or list of int
         Sample rate(s) of ``audio``; audio is resampled to the model's rate
         with the legacy resampler the official numbers depend on.
@@ -154,7 +159,8 @@ def get_embedding(
     Raises
     ------
     AudioError
-        For empty, non-numeric, non-finite, >2-D or too-short-to-resample audio.
+        For empty, non-numeric, non-finite, >2-D or too-short-to-resample audio;
+        for tensors on a GPU and objects that are neither arrays nor tensors.
     ParameterError
         For invalid options, sample rates or model names.
     WeightsError

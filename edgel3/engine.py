@@ -35,6 +35,7 @@ from .checks import (
 from .exceptions import AudioError, EdgeL3Error
 from .files import audio_info, read_audio, read_blocks, report_truncation
 from .pipeline import WindowPipeline, batches
+from .tensors import as_array
 
 __all__ = [
     "run_batches",
@@ -398,7 +399,7 @@ class EmbeddingStream:
         """
         if self._closed:
             raise AudioError("This EmbeddingStream is closed; open a new one.")
-        array = np.asarray(chunk)
+        array = as_array(chunk, "chunk")
         if array.size == 0:
             return self._embed(np.zeros((0, self.reference.sample_rate)))
         if array.dtype.kind not in "biuf" or array.ndim > 2:
