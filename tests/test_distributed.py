@@ -56,7 +56,7 @@ def test_ray_run_on_a_folder_matches_get_embedding_and_resumes(
     committed = [p.name for p in out.iterdir() if not p.name.startswith(("_", "."))]
     assert len(committed) == 1 and committed[0].startswith("ray-")
     table = pq.read_table(out)
-    assert table.schema == batch.parquet_schema()
+    assert table.schema == batch.parquet_schema(64)  # SEA-64: fixed_size_list<float32>[64]
     assert set(table.column("model").to_pylist()) == {"edgel3_sea_ust_audio_emb_64"}
     reference = reference_embeddings(files, model=str(SEA64_GZ))
     assert table.num_rows == sum(len(ts) for _, ts in reference.values()), "no lost/dup rows"

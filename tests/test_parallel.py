@@ -208,7 +208,7 @@ def test_embeddings_table_schema():
         ],
         "m",
     )
-    assert table.schema == batch.parquet_schema()
+    assert table.schema == batch.parquet_schema(3)  # fixed_size_list<float32>[3]
     assert table.column("path").to_pylist() == ["a.wav", "a.wav", "b.wav"]
     assert table.column("embedding").to_pylist()[1] == [3.0, 4.0, 5.0]
     with pytest.raises(OutputError, match="different sizes"):

@@ -18,7 +18,7 @@ from ..runs import FileResult
 from ..version import __version__
 from .inputs import check_shard, select_shard
 from .outputs import FileTask, ResultsManifest, shard_tag
-from .parquet import compact_dataset, remove_partial_outputs
+from .parquet import check_dataset_options, compact_dataset, remove_partial_outputs
 
 __all__ = [
     "RunSummary",
@@ -322,6 +322,7 @@ def plan_run(
             for removed in remove_partial_outputs(output_dir, tag):
                 logger.info("removed %s, left by an interrupted run", removed)
             compact_dataset(output_dir)  # a run killed before compacting left old rows
+            check_dataset_options(output_dir, manifest.config, paths)  # never mix options
         model_id = reference.model_id
         todo, skipped, windows = [], [], 0
         for index, (path, output) in enumerate(pairs):

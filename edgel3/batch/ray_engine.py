@@ -35,7 +35,7 @@ from ..runs import FileResult
 from ..tf_logging import DEFAULT_LEVEL, LEVEL_VARIABLE
 from .embedding import embed_one_file
 from .outputs import ErrorsFile, manifest_record, new_run_id
-from .parquet import embeddings_table
+from .parquet import dataset_metadata, embeddings_table
 from .plan import RunSummary, check_portable, check_run_options, plan_run, result_output
 
 __all__ = ["embed_files_ray", "RAY_INSTALL_HINT"]
@@ -102,7 +102,8 @@ class _Embedder:
             items.append((path, outcome.embedding, outcome.timestamps))
             done.append((index, outcome.rows, outcome.duration, outcome.warnings, outcome.facts))
         ray.get(self.sink.add.remote(done, failed))
-        return embeddings_table(items, self.model_id, self.config)
+        size = self.reference.embedding_size  # the loaded model's: types a part without rows
+        return embeddings_table(items, self.model_id, self.config, embedding_size=size)
 
 
 def _count_rows(directory: Path) -> int:
@@ -330,7 +331,7 @@ def _run_pipeline(
             "options": options,
             "threads": max(1, int(num_cpus)),
             "sink": sink,
-            "config": plan.manifest.config,
+            "config": dataset_metadata(plan.manifest.config, reference),
         },
         batch_size=per_block,
         batch_format="numpy",

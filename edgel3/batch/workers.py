@@ -33,7 +33,7 @@ from ..tf_logging import DEFAULT_LEVEL, LEVEL_VARIABLE
 from ..threads import cores_per_worker
 from .embedding import FileOutcome, embed_one_file
 from .outputs import ErrorsFile, FileTask, manifest_record, new_run_id
-from .parquet import ParquetPartWriter
+from .parquet import ParquetPartWriter, dataset_metadata
 from .plan import (
     RunOptions,
     RunSummary,
@@ -307,7 +307,13 @@ def _execute(
     writer = None
     if options.output_format == "parquet":
         writer = ParquetPartWriter(
-            output_dir, plan.manifest, reference.model_id, summary.run_id, plan.tag, files_per_part
+            output_dir,
+            plan.manifest,
+            reference.model_id,
+            summary.run_id,
+            plan.tag,
+            files_per_part,
+            metadata=dataset_metadata(plan.manifest.config, reference),
         )
     if plan.todo:
         # Official weights found once, before any worker starts; 'auto' decided for the run.
