@@ -12,6 +12,7 @@ command              module                                      library it driv
 ``memory-report``    :mod:`edgel3.commands.memory_report`        :mod:`edgel3.export.memory`
 ``prune``            :mod:`edgel3.commands.prune`                :mod:`edgel3.compress`
 ``distill``          :mod:`edgel3.commands.distill`              :mod:`edgel3.compress`
+``distill-task``     :mod:`edgel3.commands.distill_task`         :mod:`edgel3.compress`
 ``sea``              :mod:`edgel3.commands.sea`                  :mod:`edgel3.compress`
 ===================  ==========================================  ===========================
 
@@ -42,6 +43,7 @@ COMMANDS = (
     "memory-report",
     "prune",
     "distill",
+    "distill-task",
     "sea",
 )
 

@@ -11,7 +11,10 @@ Submodules (imported lazily, so ``import edgel3.compress`` does not load TensorF
 - :mod:`~edgel3.compress.augment` -- gain, mixing, noise and time-shift augmentation;
 - :mod:`~edgel3.compress.students` -- student architectures (SEA, sparse, depthwise-separable);
 - :mod:`~edgel3.compress.distill` -- knowledge distillation (MSE to teacher embeddings);
-- :mod:`~edgel3.compress.sea` -- Specialized Embedding Approximation (sampling, scaler + PCA).
+- :mod:`~edgel3.compress.sea` -- Specialized Embedding Approximation (sampling, scaler + PCA);
+- :mod:`~edgel3.compress.task_students` -- task students (Cerutti et al. 2019): a teacher
+  embedding + classifier distilled into small int8 classifiers, fold by fold (with
+  ``task_data``, ``task_networks``, ``task_report``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ _LAZY = {
     "distill": "distill",
     "SEAProjection": "sea",
     "sea_distill": "sea",
+    "distill_task": "task_students",
 }
 _SUBMODULES = {
     "pruning",
@@ -48,6 +52,10 @@ _SUBMODULES = {
     "distill",
     "sea",
     "dpp",
+    "task_students",
+    "task_data",
+    "task_networks",
+    "task_report",
 }
 
 __all__ = sorted(_LAZY)

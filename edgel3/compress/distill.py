@@ -43,7 +43,13 @@ from ..exceptions import ParameterError
 from .data import WindowSet
 from .teachers import as_teacher, teacher_targets, to_rate
 
-__all__ = ["DistillResult", "distill", "split_frontend", "validation_split"]
+__all__ = [
+    "DistillResult",
+    "distill",
+    "split_frontend",
+    "validation_split",
+    "calibrate_batchnorm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +169,7 @@ def _make_batches_class():
     return _Batches
 
 
-def _calibrate_batchnorm(model, inputs: np.ndarray) -> None:
+def calibrate_batchnorm(model, inputs: np.ndarray) -> None:
     """Set every BatchNormalization's moving statistics to those of ``inputs``.
 
     A fresh student's moving means/variances (0/1) are far from the data's
@@ -399,7 +405,7 @@ def distill(
     )
     if calibrate_bn and not resume:
         sample = np.sort(rng.choice(len(train_index), min(512, len(train_index)), replace=False))
-        _calibrate_batchnorm(trained, get_batch(sample, None)[0])
+        calibrate_batchnorm(trained, get_batch(sample, None)[0])
     initial = float(trained.evaluate(val_x, val_y, batch_size=batch_size, verbose=0)[0])
     callbacks = [
         keras.callbacks.EarlyStopping(
