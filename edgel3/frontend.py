@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .blas import gemm_into, single_threaded
 from .checks import (
     as_mono,
     check_hop_size,
@@ -33,7 +32,7 @@ from .checks import (
 from .exceptions import AudioError, ParameterError, WeightsError
 from .resample import resample, resample_legacy
 from .specs import FrontendConfig
-from .stft import decibels, fft_block_windows, stft_power
+from .stft import log_mel_into
 
 __all__ = [
     "downmix",
@@ -386,7 +385,11 @@ def mel_filterbank(config: FrontendConfig) -> np.ndarray:
 
 
 def melspectrogram(
-    windows: np.ndarray, config: FrontendConfig, *, filterbank: np.ndarray | None = None
+    windows: np.ndarray,
+    config: FrontendConfig,
+    *,
+    filterbank: np.ndarray | None = None,
+    fft_workers: int = -1,
 ) -> np.ndarray:
     """The kapre 0.1.4 ``Melspectrogram`` layer of the official models, in float32 NumPy.
 
@@ -407,6 +410,9 @@ def melspectrogram(
     filterbank : np.ndarray [shape=(n_bins, n_mels)], optional
         Mel matrix, e.g. the one loaded from a weight file; defaults to
         :func:`mel_filterbank` ``(config)``.
+    fft_workers : int
+        FFT threads (-1: every core); 1 when the caller runs one window chunk per
+        core itself. The result does not depend on it.
 
     Returns
     -------
@@ -444,47 +450,10 @@ def melspectrogram(
                 f"filterbank must have shape ({config.n_bins}, {config.n_mels}); "
                 f"got shape {fb.shape}."
             )
-    n_windows = windows.shape[0]
-    n_frames, n_mels, n_bins = config.n_frames, config.n_mels, config.n_bins
-    out = np.empty((n_windows, n_mels, n_frames, 1), dtype=np.float32)
-    if n_windows == 0:
-        return out
-    # The mel matmul: groups of 2**22 // (frames * n_dft) windows, one BLAS GEMM per
-    # window ((frames, bins) @ (bins, mels)). BLAS picks its kernel, and so the last bits,
-    # by matrix size and thread count: these sizes are kept on purpose (one GEMM of
-    # windows * frames rows gives the same bits with this OpenBLAS, not on every BLAS).
-    # Windowing, FFT and power run on smaller blocks that stay in cache.
-    group = min(n_windows, max(1, 2**22 // (n_frames * config.n_dft)))
-    block = fft_block_windows(config, group)
-    pad_left, pad_right = config.same_padding
-    # Scratch reused by every block; the padding columns are never written and stay zero.
-    padded = np.zeros((block, pad_left + config.frame_length + pad_right), dtype=np.float32)
-    windowed = np.empty((block, n_frames, config.n_dft), dtype=np.float32)
-    power = np.empty((group, n_frames, n_bins), dtype=np.float32)
-    mel = np.empty((group, n_frames, n_mels), dtype=np.float32)
-    for start in range(0, n_windows, group):
-        batch = windows[start : start + group]
-        count = batch.shape[0]
-        for first in range(0, count, block):
-            part = batch[first : first + block]
-            stft_power(
-                part,
-                config,
-                _hann_cached(config.n_dft),
-                padded,
-                windowed,
-                power[first : first + part.shape[0]],
-            )
-        # One GEMM per group through SciPy's BLAS, the runtime's only BLAS (edgel3.blas), on
-        # one thread: a small product, and no BLAS threads left spinning against numba's.
-        with single_threaded():
-            gemm_into(
-                fb.T,
-                power[:count].reshape(-1, n_bins).T,
-                mel[:count].reshape(-1, n_mels).T,
-                accumulate=False,
-            )
-        decibels(mel[:count], out[start : start + count, :, :, 0])
+    out = np.empty((windows.shape[0], config.n_mels, config.n_frames, 1), dtype=np.float32)
+    log_mel_into(
+        windows, config, _hann_cached(config.n_dft), fb, out[..., 0], fft_workers=fft_workers
+    )
     return out
 
 

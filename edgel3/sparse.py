@@ -245,12 +245,14 @@ class SparseExecutor:
 
     # ---------------------------------------------------------------- pieces
 
-    def _melspectrogram(self, batch: np.ndarray) -> np.ndarray:
+    def _melspectrogram(self, batch: np.ndarray, fft_workers: int = -1) -> np.ndarray:
         if self._mel is None:  # weights read without Keras: the NumPy front end
             from .frontend import melspectrogram
 
             windows = batch.reshape(batch.shape[0], -1)
-            return melspectrogram(windows, self._mel_config, filterbank=self._filterbank)
+            return melspectrogram(
+                windows, self._mel_config, filterbank=self._filterbank, fft_workers=fft_workers
+            )
         if self._mel_fn is None:
             import tensorflow as tf
 
@@ -383,10 +385,13 @@ class SparseExecutor:
         # numba's parallel sparse kernels use every core themselves: one thread then.
         workers = max(1, min(len(starts), _numba_threads())) if all_dense else 1
 
+        # With one chunk per core, the FFT's own threads would only contend for them.
+        fft_workers = 1 if workers > 1 else -1
+
         def work(slot: int) -> None:
             for start in starts[slot::workers]:
                 # The mel layer per chunk too: its STFT temporaries are ~4x the audio.
-                mel = self._melspectrogram(batch[start : start + step])[..., 0]
+                mel = self._melspectrogram(batch[start : start + step], fft_workers)[..., 0]
                 out[start : start + step] = self._forward(mel, slot)
 
         if not all_dense:

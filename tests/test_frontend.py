@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from edgel3 import frontend, resample_kernel
+from edgel3 import frontend, resample_kernel, stft
 from edgel3 import resample as resample_module
 from edgel3.exceptions import AudioError, ParameterError
 from edgel3.specs import SEA_FRONTEND, SPARSE_FRONTEND
@@ -546,7 +546,7 @@ def _reference_melspectrogram(windows, config, filterbank=None):
     return out
 
 
-def _assert_same_bits(windows, config, blas_threads, filterbank=None):
+def _assert_same_bits(windows, config, blas_threads, filterbank=None, fft_workers=-1):
     """The front end, with BLAS at ``blas_threads``, gives the reference's one-thread bits.
 
     The mel matmul's last bits depend on the BLAS thread count (its K blocking);
@@ -556,7 +556,9 @@ def _assert_same_bits(windows, config, blas_threads, filterbank=None):
     with threadpool_limits(1, user_api="blas"):
         expected = _reference_melspectrogram(windows, config, filterbank)
     with threadpool_limits(blas_threads, user_api="blas"):
-        actual = frontend.melspectrogram(windows, config, filterbank=filterbank)
+        actual = frontend.melspectrogram(
+            windows, config, filterbank=filterbank, fft_workers=fft_workers
+        )
     assert actual.shape == expected.shape and actual.dtype == np.float32
     # array_equal, not allclose: not one bit may move. NaN never occurs here.
     assert np.array_equal(actual, expected), float(np.max(np.abs(actual - expected)))
@@ -604,6 +606,95 @@ def test_melspectrogram_bits_sea(windows, blas_threads):
 @given(windows=_window_batches(SPARSE_FRONTEND, max_windows=23))
 def test_melspectrogram_bits_sparse(windows, blas_threads):
     _assert_same_bits(windows, SPARSE_FRONTEND, blas_threads)
+
+
+@pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["sea", "sparse"])
+@settings(_BIT_SETTINGS, max_examples=10)
+@given(data=st.data())
+def test_melspectrogram_bits_with_one_fft_thread(config, data):
+    """``fft_workers=1`` (the NumPy runtime's chunk threads) gives the same bits."""
+    max_windows = 100 if config is SEA_FRONTEND else 12
+    windows = data.draw(_window_batches(config, max_windows=max_windows))
+    _assert_same_bits(windows, config, None, fft_workers=1)
+
+
+@st.composite
+def _overlapping_batches(draw, config, max_windows):
+    """Batches of runs cut from signals (hops on and off the STFT hop), silence, repeats.
+
+    What :func:`edgel3.stft.frame_runs` must get right: the windows of one signal at a
+    whole number of STFT hops share frames, everything else is transformed alone.
+    """
+    length, n_hop = config.frame_length, config.n_hop
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    parts, total = [], 0
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(1, max(1, max_windows - total)))
+        kind = draw(st.sampled_from(["stft-hops", "other-hop", "silence", "repeat", "gaps"]))
+        if kind == "silence":
+            part = np.zeros((n, length))
+        elif kind == "repeat":
+            part = np.repeat(rng.standard_normal((1, length)), n, axis=0)
+        else:
+            if kind == "other-hop":
+                hop = draw(st.integers(1, length))
+            else:  # up to past the frames two windows can share
+                hop = n_hop * draw(st.integers(1, config.n_frames + 1))
+            signal = rng.standard_normal((n - 1) * hop + length) * 10.0 ** draw(
+                st.floats(-6.0, 1.0)
+            )
+            if kind == "gaps":  # silent stretches: many shifts pass the first-sample screen
+                for start in rng.integers(0, signal.shape[0], size=4):
+                    signal[start : start + draw(st.integers(1, 3 * length))] = 0.0
+            part = np.lib.stride_tricks.sliding_window_view(signal, length)[::hop][:n]
+        parts.append(part)
+        total += n
+        if total >= max_windows:
+            break
+    windows = np.concatenate(parts)
+    return windows.astype(draw(st.sampled_from([np.float32, np.float64])))
+
+
+@pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["sea", "sparse"])
+@settings(_BIT_SETTINGS, max_examples=25)
+@given(data=st.data())
+def test_shared_frames_give_each_windows_own_bits(config, data):
+    """Frames computed once for overlapping windows: each window's bits as if alone."""
+    max_windows = 40 if config is SEA_FRONTEND else 8
+    windows = data.draw(_overlapping_batches(config, max_windows=max_windows))
+    _assert_same_bits(windows, config, None, fft_workers=data.draw(st.sampled_from([1, -1])))
+
+
+def test_frame_runs_follow_the_signal(rng):
+    """Runs at 0.1 s (five STFT hops at 8 kHz), none at 0.05 s; clips split."""
+    clip = rng.standard_normal(3 * 8000)
+    at_100ms = frontend.frame_audio(clip, 8000, hop_size=0.1, center=True)
+    assert stft.frame_runs(at_100ms, SEA_FRONTEND) == [(0, len(at_100ms), 800)]
+    at_50ms = frontend.frame_audio(clip, 8000, hop_size=0.05, center=True)
+    assert all(shift == 0 for _, _, shift in stft.frame_runs(at_50ms, SEA_FRONTEND))
+    other = frontend.frame_audio(rng.standard_normal(8000), 8000, hop_size=0.1, center=False)
+    both = np.concatenate([at_100ms[:5], other, at_100ms[5:7]])
+    assert stft.frame_runs(both, SEA_FRONTEND) == [(0, 5, 800), (5, 6, 0), (6, 8, 800)]
+    # Every whole number of STFT hops up to the last one two windows share frames at.
+    first, last = stft.interior_frames(SEA_FRONTEND)
+    long = rng.standard_normal(8000 + 3 * (last - first + 2) * SEA_FRONTEND.n_hop)
+    for hops in range(1, last - first + 3):
+        hop = hops * SEA_FRONTEND.n_hop
+        windows = np.lib.stride_tricks.sliding_window_view(long, 8000)[::hop][:4]
+        expected = [(0, 4, hop)] if hops <= last - first else [(i, i + 1, 0) for i in range(4)]
+        assert stft.frame_runs(windows, SEA_FRONTEND) == expected, hops
+    # 48 kHz: 0.1 s is 4800 samples, not a whole number of 242-sample hops.
+    sparse = frontend.frame_audio(rng.standard_normal(2 * 48000), 48000, hop_size=0.1, center=True)
+    assert all(shift == 0 for _, _, shift in stft.frame_runs(sparse, SPARSE_FRONTEND))
+
+
+def test_interior_frames_read_no_padding():
+    for config in (SEA_FRONTEND, SPARSE_FRONTEND):
+        first, last = stft.interior_frames(config)
+        pad_left = config.same_padding[0]
+        assert first * config.n_hop >= pad_left > (first - 1) * config.n_hop
+        end = last * config.n_hop - pad_left + config.n_dft
+        assert end <= config.frame_length < end + config.n_hop
 
 
 @pytest.mark.parametrize("blas_threads", [None, 1], ids=["blas-default", "blas-1"])
