@@ -59,8 +59,7 @@ logger = logging.getLogger(__name__)
 #: dense in TensorFlow: measured on 2 cores, the sparse kernel reaches about a
 #: third of the BLAS rate per multiply-add, so it wins below ~0.3-0.4 density.
 MODEL_DENSITY_THRESHOLD = 0.35
-#: Calls of fewer windows run dense: the executor's set-up (sparse index, one
-#: timed trial per layer) costs about as much as a dozen dense L3 windows.
+#: Calls of fewer windows run dense Keras: the executor's set-up costs about that much.
 MIN_WINDOWS = 16
 #: Environment variable forcing the choice: ``auto`` (default), ``sparse``, ``dense``.
 ENV_VAR = "EDGEL3_SPARSE_EXEC"
@@ -249,10 +248,8 @@ class SparseExecutor:
         if self._mel is None:  # weights read without Keras: the NumPy front end
             from .frontend import melspectrogram
 
-            windows = batch.reshape(batch.shape[0], -1)
-            return melspectrogram(
-                windows, self._mel_config, filterbank=self._filterbank, fft_workers=fft_workers
-            )
+            windows, fb = batch.reshape(batch.shape[0], -1), self._filterbank
+            return melspectrogram(windows, self._mel_config, filterbank=fb, fft_workers=fft_workers)
         if self._mel_fn is None:
             import tensorflow as tf
 
@@ -384,9 +381,7 @@ class SparseExecutor:
         all_dense = self._all_dense()
         # numba's parallel sparse kernels use every core themselves: one thread then.
         workers = max(1, min(len(starts), _numba_threads())) if all_dense else 1
-
-        # With one chunk per core, the FFT's own threads would only contend for them.
-        fft_workers = 1 if workers > 1 else -1
+        fft_workers = 1 if workers > 1 else -1  # one chunk per core: no FFT pool on top
 
         def work(slot: int) -> None:
             for start in starts[slot::workers]:
