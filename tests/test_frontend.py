@@ -608,16 +608,6 @@ def test_melspectrogram_bits_sparse(windows, blas_threads):
     _assert_same_bits(windows, SPARSE_FRONTEND, blas_threads)
 
 
-@pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["sea", "sparse"])
-@settings(_BIT_SETTINGS, max_examples=10)
-@given(data=st.data())
-def test_melspectrogram_bits_with_one_fft_thread(config, data):
-    """``fft_workers=1`` (the NumPy runtime's chunk threads) gives the same bits."""
-    max_windows = 100 if config is SEA_FRONTEND else 12
-    windows = data.draw(_window_batches(config, max_windows=max_windows))
-    _assert_same_bits(windows, config, None, fft_workers=1)
-
-
 @st.composite
 def _overlapping_batches(draw, config, max_windows):
     """Batches of runs cut from signals (hops on and off the STFT hop), silence, repeats.
@@ -656,12 +646,18 @@ def _overlapping_batches(draw, config, max_windows):
 
 
 @pytest.mark.parametrize("config", [SEA_FRONTEND, SPARSE_FRONTEND], ids=["sea", "sparse"])
-@settings(_BIT_SETTINGS, max_examples=25)
+@settings(_BIT_SETTINGS, max_examples=30)
 @given(data=st.data())
-def test_shared_frames_give_each_windows_own_bits(config, data):
-    """Frames computed once for overlapping windows: each window's bits as if alone."""
-    max_windows = 40 if config is SEA_FRONTEND else 8
-    windows = data.draw(_overlapping_batches(config, max_windows=max_windows))
+def test_shared_frames_and_fft_threads_keep_each_windows_bits(config, data):
+    """Runs of overlapping windows (frames computed once) or unrelated ones, the FFT on one
+    thread (the NumPy runtime's chunk threads) or all: each window's bits as if alone."""
+    sea = config is SEA_FRONTEND
+    windows = data.draw(
+        st.one_of(
+            _overlapping_batches(config, max_windows=40 if sea else 8),
+            _window_batches(config, max_windows=100 if sea else 12),
+        )
+    )
     _assert_same_bits(windows, config, None, fft_workers=data.draw(st.sampled_from([1, -1])))
 
 
