@@ -57,9 +57,9 @@ def interior_frames(config: FrontendConfig) -> tuple[int, int]:
 
 
 def _shift_of(previous: np.ndarray, current: np.ndarray, n_hop: int, max_hops: int) -> int:
-    """The smallest ``s = k * n_hop`` (``1 <= k <= max_hops``) with ``current[:-s] == previous[s:]``.
+    """The smallest shift ``s = k * n_hop`` with ``current[:-s] == previous[s:]``.
 
-    0 when there is none.
+    ``1 <= k <= max_hops``; 0 when there is none.
     """
     length = previous.shape[0]
     stop = min(max_hops * n_hop, length - 1)
