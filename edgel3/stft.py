@@ -36,7 +36,7 @@ _MAX_CANDIDATES = 8
 
 
 def interior_frames(config: FrontendConfig) -> tuple[int, int]:
-    """The frames ``first .. last`` (inclusive) of a window that read none of its padding.
+    """The first and last frame of the run of a window's frames that read none of its padding.
 
     Frame ``f`` covers the window's samples ``f * n_hop - pad_left`` to
     ``f * n_hop - pad_left + n_dft``.
